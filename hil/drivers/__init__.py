@@ -1,0 +1,1 @@
+"""Drivers: one class per way of touching a device."""

@@ -1,0 +1,74 @@
+"""The harness's own error types.
+
+A ``UserError`` is something a person fixes (inventory, recipe, command line): the
+CLI and the pytest plugin print its message alone, without a traceback, and exit
+non-zero. Everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureClass(StrEnum):
+    """Who is to blame for a failure (see docs/architecture: failure classes)."""
+
+    PRODUCT = "product"
+    INFRASTRUCTURE = "infrastructure"
+    HARNESS = "harness"
+
+
+class HilError(Exception):
+    """Base of every error the harness raises on purpose."""
+
+    failure_class: FailureClass = FailureClass.HARNESS
+
+
+class UserError(HilError):
+    """Bad input a person can fix. ``where`` names file, device and field."""
+
+    def __init__(self, message: str, *, file: str | None = None, device: str | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.device = device
+        self.field = field
+        self.detail = message
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = [f"{k} {v}" for k, v in (("file", self.file), ("device", self.device),
+                                          ("field", self.field)) if v]
+        prefix = ", ".join(where)
+        return f"{prefix}: {self.detail}" if prefix else self.detail
+
+
+class InventoryError(UserError):
+    """devices.yaml is malformed or refers to something missing."""
+
+
+class InfrastructureError(HilError):
+    """The lab could not do its part: device unreachable, lease not granted, PDU down."""
+
+    failure_class = FailureClass.INFRASTRUCTURE
+
+
+class DeviceUnreachable(InfrastructureError):
+    """A hub did not answer on the channel we asked for."""
+
+
+class CommandTimeout(InfrastructureError):
+    """A command did not finish before its deadline."""
+
+
+class HostKeyMismatch(InfrastructureError):
+    """The hub presented a host key that is not the pinned one. Never accepted."""
+
+
+class ProductError(HilError):
+    """The candidate or the device software is wrong."""
+
+    failure_class = FailureClass.PRODUCT
+
+
+class ParseError(HilError):
+    """A device printed something the harness cannot parse (e.g. a CLI output)."""
