@@ -18,6 +18,10 @@ app = typer.Typer(
 
 
 def _register_subcommands() -> None:
+    from hil.commands import deploy, devices, gate, lease, report
+
+    for area in (devices, deploy, gate, report, lease):
+        area.register(app)
     # `lab` is the only place that reaches into the virtual lab package.
     try:
         from lab.cli import app as lab_app

@@ -1,0 +1,1 @@
+"""`hil` sub-commands, one module per area; each exposes ``register(app)``."""
