@@ -124,7 +124,9 @@ class CertificateAuthority:
             .issuer_name(name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            # backdated so that the expired leaf (last month) lies inside the CA's validity:
+            # it must fail on its own date only
+            .not_valid_before(now - dt.timedelta(days=400))
             .not_valid_after(now + CA_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
