@@ -1,0 +1,106 @@
+"""Tasmota HTTP API (smart plugs, many PDUs; the virtual lab's PDU speaks it too).
+
+``GET {url}/cm?cmnd=Power<N> On|Off`` switches, ``cmnd=Power<N>`` reads the state as
+``{"POWER<N>": "ON"}`` (single-relay devices answer ``{"POWER": "ON"}``). Tasmota's
+web password goes as ``user=`` / ``password=`` query parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hil.drivers.power.registry import register_power_driver
+from hil.errors import InfrastructureError
+from hil.inventory import SecretRef
+from hil.redact import register_secret
+from hil.steps import step
+from hil.timeouts import Timeouts
+
+
+class PowerError(InfrastructureError):
+    """The PDU did not do what it was asked."""
+
+
+class TasmotaParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    outlet: int = Field(default=1, ge=0, le=255)
+    user: SecretRef | None = None
+    password: SecretRef | None = None
+
+    @field_validator("user", "password", mode="before")
+    @classmethod
+    def _secret(cls, v: object) -> SecretRef | None:
+        return None if v is None else SecretRef.parse(v)
+
+
+@register_power_driver("tasmota")
+class TasmotaOutlet:
+    Params = TasmotaParams
+
+    def __init__(self, device: str, params: TasmotaParams, timeouts: Timeouts) -> None:
+        self.device = device
+        self.params = params
+        self.timeouts = timeouts
+        self._http = requests.Session()
+
+    def _auth(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.params.user is not None:
+            out["user"] = self.params.user.resolve()
+        if self.params.password is not None:
+            out["password"] = pw = self.params.password.resolve()
+            register_secret(pw)
+        return out
+
+    def _command(self, cmnd: str) -> bool:
+        url = self.params.url.rstrip("/") + "/cm"
+        try:
+            resp = self._http.get(url, params={**self._auth(), "cmnd": cmnd},
+                                  timeout=self.timeouts.power_request)
+            resp.raise_for_status()
+            body: Any = resp.json()
+        except requests.RequestException as exc:
+            raise PowerError(f"{self.device}: PDU {url} did not answer {cmnd!r}: {exc}") from None
+        except ValueError:
+            raise PowerError(f"{self.device}: PDU {url} answered {cmnd!r} with non-JSON "
+                             f"{resp.text[:200]!r}") from None
+        n = self.params.outlet
+        value = body.get(f"POWER{n}", body.get("POWER")) if isinstance(body, dict) else None
+        if value not in ("ON", "OFF"):
+            raise PowerError(f"{self.device}: PDU {url} answered {cmnd!r} with {body!r} "
+                             f"(expected POWER{n} ON/OFF; is outlet {n} right?)")
+        return bool(value == "ON")
+
+    def _switch(self, on: bool) -> None:
+        word = "On" if on else "Off"
+        with step(f"power {word.lower()}", device=self.device, outlet=self.params.outlet) as st:
+            state = self._command(f"Power{self.params.outlet} {word}")
+            if state != on:
+                raise PowerError(f"{self.device}: outlet {self.params.outlet} still "
+                                 f"{'ON' if state else 'OFF'} after Power {word}")
+            st.exit_status = 0
+
+    def on(self) -> None:
+        self._switch(True)
+
+    def off(self) -> None:
+        self._switch(False)
+
+    def cycle(self, off_time: float = 2.0) -> None:
+        with step("power cycle", device=self.device, off_time=off_time):
+            self.off()
+            time.sleep(off_time)
+            self.on()
+
+    def status(self) -> bool:
+        with step("power status", device=self.device) as st:
+            state = self._command(f"Power{self.params.outlet}")
+            st.exit_status = 0
+            st.attach("state", "ON" if state else "OFF")
+            return state
