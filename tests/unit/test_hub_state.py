@@ -1,0 +1,369 @@
+"""The hub state machine on fake drivers (pure logic: which recovery path, which state)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from hil.drivers.base import CommandResult
+from hil.errors import DeviceUnreachable, HostKeyMismatch
+from hil.hub import Hub, HubBroken, HubState
+from hil.inventory import Device, SshEndpoint
+from hil.timeouts import Timeouts
+
+MEMINFO = "MemTotal:        8000000 kB\nMemAvailable:    4000000 kB\n"
+OS_RELEASE = 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+DF = ("Filesystem     1048576-blocks  Used Available Capacity Mounted on\n"
+      "overlay                 59000 20000     39000      34% /\n")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+class FakeDevice:
+    """What is true about the (fake) hardware: powered, sshd up, console alive, healthy."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.powered = True
+        self.sshd = True
+        self.network = True
+        self.console_alive = True
+        self.disk_free_mb = 39000
+        self.nucleus = True
+        self.systemd = False
+        self.boot_time = 5.0
+        self.booted_at: float | None = None
+        self.sshd_restarts: list[list[str]] = []
+
+    def ssh_ok(self) -> bool:
+        up = self.booted_at is None or self.clock.t >= self.booted_at + self.boot_time
+        return self.powered and self.sshd and self.network and up
+
+    def answer(self, argv: Sequence[str], channel: str) -> CommandResult:
+        out, rc = "", 0
+        a = list(argv)
+        if a[:1] == ["date"]:
+            out = "1700000000\n"
+        elif a[:1] == ["df"]:
+            out = DF.replace("39000", str(self.disk_free_mb))
+        elif a[:1] == ["cat"]:
+            out = MEMINFO + OS_RELEASE
+        elif "greengrass-cli" in a[0]:
+            rc = 0 if self.nucleus else 1
+        elif a[:1] == ["pgrep"]:
+            rc = 0 if self.nucleus else 1
+            out = "42\n" if self.nucleus else ""
+        elif a[:2] == ["test", "-d"]:
+            rc = 0 if self.systemd else 1
+        elif a in (["/usr/sbin/sshd"], ["systemctl", "restart", "ssh"]):
+            self.sshd_restarts.append(a)
+            self.sshd = True
+        return CommandResult(tuple(a), rc, out, "", 0.001, channel)
+
+
+class FakeSsh:
+    def __init__(self, dev: FakeDevice) -> None:
+        self.dev = dev
+        self.device = "hub-01"
+        self.connected = False
+        self.connects = 0
+        self.host_key_changed = False
+
+    def connect(self) -> None:
+        if self.host_key_changed:
+            raise HostKeyMismatch("hub-01: host key changed")
+        if not self.dev.ssh_ok():
+            self.dev.clock.sleep(1.0)  # a failed connect takes time
+            raise DeviceUnreachable("hub-01: connection refused")
+        self.connected = True
+        self.connects += 1
+
+    def alive(self) -> bool:
+        return self.connected and self.dev.ssh_ok()
+
+    def close(self) -> None:
+        self.connected = False
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
+            stdin: str | None = None) -> CommandResult:
+        if not self.alive():
+            raise DeviceUnreachable("hub-01: SSH dropped")
+        return self.dev.answer(argv, "ssh")
+
+
+class FakeConsole:
+    def __init__(self, dev: FakeDevice) -> None:
+        self.dev = dev
+        self.device = "hub-01"
+        self.logged_in = False
+        self.opened = 0
+
+    def _check(self) -> None:
+        if not (self.dev.console_alive and self.dev.powered):
+            raise DeviceUnreachable("hub-01: console silent")
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def close(self) -> None:
+        pass
+
+    def state(self, timeout: float) -> str:
+        self._check()
+        return "shell" if self.logged_in else "login_prompt"
+
+    def login(self) -> None:
+        self._check()
+        self.logged_in = True
+
+    def expect(self, pattern: str, timeout: float) -> object:
+        if self.dev.powered and self.dev.console_alive:
+            self.logged_in = False
+            return object()
+        self.dev.clock.sleep(timeout)
+        raise DeviceUnreachable("hub-01: no login prompt")
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
+            stdin: str | None = None) -> CommandResult:
+        self._check()
+        return self.dev.answer(argv, "console")
+
+    def captured(self) -> str:
+        return "login: "
+
+
+class FakePower:
+    def __init__(self, dev: FakeDevice, dead: bool = False) -> None:
+        self.dev = dev
+        self.dead = dead
+        self.calls: list[str] = []
+
+    def _check(self) -> None:
+        if self.dead:
+            raise DeviceUnreachable("PDU does not answer")
+
+    def on(self) -> None:
+        self._check()
+        self.calls.append("on")
+        if not self.dev.powered:
+            self.dev.powered = True
+            self.dev.booted_at = self.dev.clock.t
+            # a reboot fixes what a reboot fixes
+            self.dev.sshd = True
+            self.dev.console_alive = True
+            self.dev.nucleus = True
+
+    def off(self) -> None:
+        self._check()
+        self.calls.append("off")
+        self.dev.powered = False
+
+    def cycle(self, off_time: float = 2.0) -> None:
+        self.off()
+        self.on()
+
+    def status(self) -> bool:
+        self._check()
+        return self.dev.powered
+
+
+def make(tmp_path: Path, *, console: bool = True, power: bool = True, dead_pdu: bool = False,
+         recovery: float = 240.0) -> tuple[Hub, FakeDevice, FakeSsh, FakePower | None]:
+    clock = Clock()
+    dev = FakeDevice(clock)
+    ssh = FakeSsh(dev)
+    pw = FakePower(dev, dead=dead_pdu) if power else None
+    device = Device(name="hub-01", ssh=SshEndpoint(host="192.0.2.1", user="hil", key_file=tmp_path / "k",
+                                                   known_hosts=tmp_path / "kh"))
+    hub = Hub(device, ssh, timeouts=Timeouts(recovery=recovery, boot=60.0, ssh_connect=5.0),
+              console_factory=(lambda: FakeConsole(dev)) if console else None, power=pw,
+              clock=clock, sleep=clock.sleep, wall_clock=lambda: 1700000000.2)
+    return hub, dev, ssh, pw
+
+
+def states(hub: Hub) -> list[str]:
+    return [str(to) for _, to, _ in hub.history]
+
+
+def test_healthy_hub_goes_straight_to_healthy(tmp_path: Path) -> None:
+    hub, _, _, pw = make(tmp_path)
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert states(hub) == ["shell", "healthy"]
+    assert pw is not None and pw.calls == []
+    assert hub.last_health is not None and hub.last_health.os_version == "Debian GNU/Linux 12 (bookworm)"
+    hub.ensure_ready()  # already healthy: no new transitions
+    assert states(hub) == ["shell", "healthy"]
+
+
+def test_dead_sshd_is_restarted_over_the_console_without_systemd(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path)
+    dev.sshd = False
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert dev.sshd_restarts == [["/usr/sbin/sshd"]]
+    assert pw is not None and pw.calls == []
+
+
+def test_dead_sshd_is_restarted_with_systemctl_on_systemd(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path)
+    dev.sshd = False
+    dev.systemd = True
+    hub.ensure_ready()
+    assert dev.sshd_restarts == [["systemctl", "restart", "ssh"]]
+
+
+def test_dead_console_and_ssh_lead_to_a_power_cycle(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path)
+    dev.sshd = False
+    dev.console_alive = False
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert pw is not None and pw.calls == ["off", "on"]
+    assert states(hub) == ["off", "booted", "shell", "healthy"]
+
+
+def test_powered_off_hub_is_powered_on_without_trying_the_console(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path)
+    dev.powered = False
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert pw is not None and pw.calls == ["off", "on"]
+    assert "booted" in states(hub)
+
+
+def test_network_down_but_console_alive_falls_back_to_power_cycle(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path)
+    dev.network = False
+
+    orig_on = FakePower.on
+
+    def on_fixes_network(self: FakePower) -> None:
+        orig_on(self)
+        dev.network = True
+
+    assert pw is not None
+    pw.on = on_fixes_network.__get__(pw)  # type: ignore[method-assign]
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert dev.sshd_restarts == [["/usr/sbin/sshd"]]  # console path was tried first
+    assert pw.calls == ["off", "on"]
+
+
+def test_unhealthy_nucleus_is_power_cycled(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path)
+    dev.nucleus = False
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert pw is not None and pw.calls == ["off", "on"]
+
+
+def test_full_disk_is_not_fixed_by_a_reboot_and_breaks_the_hub(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path)
+    dev.disk_free_mb = 10
+    with pytest.raises(HubBroken, match=r"disk: 10 MiB free"):
+        hub.ensure_ready()
+    assert hub.state is HubState.BROKEN
+
+
+def test_dead_pdu_breaks_the_hub_with_a_reason(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path, dead_pdu=True)
+    dev.sshd = False
+    dev.console_alive = False
+    with pytest.raises(HubBroken) as exc:
+        hub.ensure_ready()
+    assert "PDU does not answer" in str(exc.value) and "SSH" in str(exc.value)
+    assert hub.state is HubState.BROKEN
+    assert exc.value.failure_class == "infrastructure"
+    # once broken, stays broken without touching the device again
+    with pytest.raises(HubBroken, match="is broken"):
+        hub.ensure_ready()
+
+
+def test_no_power_outlet_breaks_when_ssh_and_console_are_dead(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path, power=False)
+    dev.sshd = False
+    dev.console_alive = False
+    with pytest.raises(HubBroken, match="no power outlet"):
+        hub.ensure_ready()
+
+
+def test_hub_that_never_boots_is_bounded_by_the_deadline(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path, recovery=30.0)
+    dev.console_alive = False
+    dev.sshd = False
+    dev.boot_time = 10_000.0  # never comes up within the deadline
+    clock = hub._clock
+    start = clock()
+    with pytest.raises(HubBroken, match="SSH did not answer after the power cycle"):
+        hub.ensure_ready()
+    assert clock() - start <= 30.0 + 2.0  # one failed connect (1 s) + pause may overrun
+
+
+def test_changed_host_key_is_never_recovered_by_power(tmp_path: Path) -> None:
+    hub, _, ssh, pw = make(tmp_path)
+    ssh.host_key_changed = True
+    with pytest.raises(HostKeyMismatch):
+        hub.ensure_ready()
+    assert pw is not None and pw.calls == []
+
+
+def test_shell_falls_back_to_the_console_when_ssh_is_down(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path)
+    dev.network = False
+    sh = hub.shell()
+    assert isinstance(sh, FakeConsole)
+    assert sh.run(["date", "+%s"]).channel == "console"
+    dev.network = True
+    assert isinstance(hub.shell(), FakeSsh)
+
+
+def test_shell_without_console_raises_device_unreachable(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path, console=False)
+    dev.network = False
+    with pytest.raises(DeviceUnreachable, match="no console"):
+        hub.shell()
+
+
+def test_mark_suspect_makes_the_next_ensure_ready_recheck(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path)
+    hub.ensure_ready()
+    dev.sshd = False
+    hub.mark_suspect("test saw DeviceUnreachable")
+    assert hub.state is HubState.UNKNOWN
+    hub.ensure_ready()
+    assert str(hub.state) == "healthy" and dev.sshd_restarts
+
+
+def test_every_transition_is_a_step(tmp_path: Path) -> None:
+    from hil import steps
+
+    seen: list[str] = []
+
+    def listener(event: str, st: steps.Step) -> None:
+        if event == "stop":
+            seen.append(st.title)
+
+    steps.add_listener(listener)
+    try:
+        hub, dev, _, _ = make(tmp_path)
+        dev.powered = False
+        hub.ensure_ready()
+    finally:
+        steps.remove_listener(listener)
+    assert "hub hub-01: unknown -> off" in seen
+    assert "hub hub-01: off -> booted" in seen
+    assert any(t == "hub hub-01: power cycle" for t in seen)
+    assert seen[-1] == "hub hub-01: ensure ready"
+
