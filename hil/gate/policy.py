@@ -1,0 +1,142 @@
+"""gate.yaml -> GatePolicy: what a candidate must show before it is promoted.
+
+Every validation error names the policy file and the offending field, so a release
+manager can fix the file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+
+from hil.errors import UserError
+
+DEFAULT_POLICY_FILE = "gate.yaml"
+
+
+class OnFailure(StrEnum):
+    """What an infrastructure or harness failure does to the decision."""
+
+    BLOCK = "block"
+    """The candidate is rejected (exit 1)."""
+    REQUEUE = "requeue"
+    """The run proves nothing: inconclusive (exit 2), run it again."""
+    TOLERATE = "tolerate"
+    """The device is left out of the count; the device minimums decide."""
+
+
+class LatencyBudget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p95_ms: PositiveFloat | None = None
+    p99_ms: PositiveFloat | None = None
+    min_samples: int = Field(default=0, ge=0)
+    """Fewer samples than this and the figure does not count (p99 wants >= 1000)."""
+
+
+class Quarantine(BaseModel):
+    """A known-flaky test: its failures are reported but do not block until ``expires``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test: str = Field(min_length=1)
+    """A pytest node id or an fnmatch pattern over node ids (``*`` matches anything)."""
+    reason: str = Field(min_length=1)
+    expires: dt.date
+
+    def matches(self, nodeid: str) -> bool:
+        return nodeid == self.test or fnmatch.fnmatchcase(nodeid, self.test)
+
+    def expired(self, today: dt.date) -> bool:
+        return today > self.expires
+
+
+class GatePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    required_suites: list[str] = Field(default_factory=lambda: ["smoke", "functional", "security",
+                                                                 "latency"])
+    min_devices_per_model: dict[str, int] = Field(default_factory=lambda: {"default": 1})
+    """Devices of each model that must pass every required suite; ``default`` for unnamed models."""
+    min_healthy_devices: int | Literal["all"] = 1
+    """Devices that must finish the run healthy; ``all``: every device the run selected."""
+    infrastructure: OnFailure = OnFailure.REQUEUE
+    harness: OnFailure = OnFailure.REQUEUE
+    latency_budgets: dict[str, LatencyBudget] = Field(default_factory=dict)
+    quarantine: list[Quarantine] = Field(default_factory=list)
+    ledger: Path = Path("reports/ledger.jsonl")
+    path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check(self) -> GatePolicy:
+        bad = {m: n for m, n in self.min_devices_per_model.items() if n < 0}
+        if bad:
+            raise ValueError(f"min_devices_per_model must be >= 0, got {bad}")
+        if isinstance(self.min_healthy_devices, int) and self.min_healthy_devices < 0:
+            raise ValueError("min_healthy_devices must be >= 0 or 'all'")
+        if self.harness is OnFailure.TOLERATE:
+            raise ValueError("harness: 'tolerate' is not allowed (a broken harness proves nothing)")
+        return self
+
+    def min_devices_for(self, model: str) -> int:
+        return self.min_devices_per_model.get(model, self.min_devices_per_model.get("default", 1))
+
+    def quarantine_for(self, nodeid: str) -> Quarantine | None:
+        return next((q for q in self.quarantine if q.matches(nodeid)), None)
+
+    def latency_budget(self, metric: str) -> LatencyBudget | None:
+        """The budget a latency test asserts against (suites read it from here too)."""
+        return self.latency_budgets.get(metric)
+
+
+def load_policy(path: str | os.PathLike[str] = DEFAULT_POLICY_FILE) -> GatePolicy:
+    """Parse and validate a gate policy; raise ``UserError`` naming file and field."""
+    p = Path(path)
+    fname = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError("gate policy file not found", file=fname) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read gate policy: {exc}", file=fname) from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"not valid YAML{where}: {problem}", file=fname) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise UserError("top level must be a mapping (required_suites:, quarantine:, ...)", file=fname)
+    if "path" in doc:
+        raise UserError("unknown field (typo?)", file=fname, field="path")
+    try:
+        policy = GatePolicy.model_validate(doc)
+    except ValidationError as exc:
+        raise _from_validation(exc, fname) from None
+    # a relative ledger path is relative to the policy file, like inventory paths
+    ledger = policy.ledger if policy.ledger.is_absolute() else p.resolve().parent / policy.ledger
+    return policy.model_copy(update={"path": p.resolve(), "ledger": ledger})
+
+
+def _from_validation(exc: ValidationError, fname: str) -> UserError:
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field (typo?)"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return UserError(msg + more, file=fname, field=field)

@@ -1,0 +1,69 @@
+"""The human summary of a gate decision: rich tables for a terminal or a CI log."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from hil.gate.decision import Decision, GateDecision, GateFailure
+
+_STYLE = {Decision.PROMOTE: "bold green", Decision.REJECT: "bold red", Decision.INCONCLUSIVE: "bold yellow"}
+_OUTCOME_STYLE = {"passed": "green", "failed": "red", "unhealthy": "yellow", "insufficient": "yellow",
+                  "not run": "yellow", "skipped": "yellow"}
+
+
+def render(decision: GateDecision) -> Group:
+    head = Text.assemble(("GATE: ", "bold"), (decision.decision.value.upper(), _STYLE[decision.decision]),
+                         f"  (exit {decision.exit_code})")
+    cand = decision.candidate.get("components") if isinstance(decision.candidate, dict) else None
+    lines = [head]
+    if isinstance(cand, dict):
+        lines.append(Text("candidate: " + ", ".join(f"{k} {v}" for k, v in cand.items())))
+    elif isinstance(cand, list):
+        lines.append(Text("candidate: " + ", ".join(
+            f"{c.get('name')} {c.get('version')}" if isinstance(c, dict) else str(c) for c in cand)))
+    lines.append(Text(f"harness {(decision.harness_git_revision or '?')[:12]}  "
+                      f"inventory {(decision.inventory_sha256 or '?')[:12]}  run {decision.run_id or '?'}",
+                      style="dim"))
+    for r in decision.reasons:
+        lines.append(Text("• " + r))
+
+    suites = Table(title="suites", title_justify="left")
+    for col in ("suite", "required", "outcome", "passed", "failed", "skipped", "devices passed"):
+        suites.add_column(col)
+    for name, so in decision.suites.items():
+        suites.add_row(name, "yes" if so.required else "no",
+                       Text(so.outcome, _OUTCOME_STYLE.get(so.outcome, "")),
+                       str(so.passed), str(so.failed), str(so.skipped),
+                       "; ".join(f"{m}: {', '.join(d)}" for m, d in so.devices_passed.items()) or "-")
+
+    devices = Table(title="devices", title_justify="left")
+    for col in ("device", "model", "outcome", "passed", "failed", "skipped", "note"):
+        devices.add_column(col)
+    for name, do in decision.devices.items():
+        devices.add_row(name, do.model or "?", Text(do.outcome, _OUTCOME_STYLE.get(do.outcome, "")),
+                        str(do.passed), str(do.failed), str(do.skipped), do.note)
+
+    parts: list[object] = [Panel(Group(*lines), expand=False), suites, devices]
+    for title, rows in (("blocking failures", decision.blocking_failures),
+                        ("quarantined (not blocking)", decision.quarantined_failures),
+                        ("other failures (not blocking)", decision.other_failures)):
+        if rows:
+            parts.append(_failures(title, rows))
+    return Group(*parts)  # type: ignore[arg-type]
+
+
+def _failures(title: str, rows: list[GateFailure]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("test", "device", "class", "message", "why", "allure"):
+        t.add_column(col, overflow="fold")
+    for f in rows:
+        msg = next((ln for ln in f.message.splitlines() if ln.strip()), "")[:160]
+        t.add_row(f.test, f.device or "-", f.failure_class, msg, f.why, f.allure_link or "-")
+    return t
+
+
+def print_summary(decision: GateDecision, console: Console | None = None) -> None:
+    (console or Console()).print(render(decision))
