@@ -1,0 +1,204 @@
+"""Candidate folders: the shipped examples validate; broken ones give errors naming file and field."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hil.deploy.candidate import CandidateError, load_candidate
+from hil.errors import UserError
+
+CANDIDATES = Path(__file__).resolve().parents[2] / "candidates"
+WEB, APP, DB = (f"172.28.77.5:5000/hil/{n}:1.0" for n in ("web", "app", "db"))
+RECIPE = "recipes/com.hbs.hub.Container-1.0.0.yaml"
+
+
+def test_good_candidate_is_the_product_brief_example() -> None:
+    c = load_candidate(CANDIDATES / "good")
+    assert c.components == {"com.hbs.hub.Container": "1.0.0"}
+    [r] = c.recipes
+    assert r.dependencies == {"aws.greengrass.DockerApplicationManager": ("~2.0.0", "HARD")}
+    lifecycle = r.raw["Manifests"][0]["Lifecycle"]
+    assert lifecycle["Startup"]["RequiresPrivilege"] is True
+    assert lifecycle["Startup"]["Script"].endswith("docker-compose up -d")
+    assert "{artifacts:path}" in lifecycle["Startup"]["Script"]
+    assert lifecycle["Shutdown"]["Script"].endswith("docker-compose down")
+    assert set(c.images) == {WEB, APP, DB}
+    assert c.identity.components == c.components
+    assert len(c.identity.digest) == 64
+
+
+def test_bad_candidate_validates_locally() -> None:
+    # its defect is at run time (Startup exits 1), not in the recipe
+    c = load_candidate(CANDIDATES / "bad")
+    assert c.components == {"com.hbs.hub.Broken": "1.0.0"}
+    assert "exit 1" in c.recipes[0].raw["Manifests"][0]["Lifecycle"]["Startup"]["Script"]
+
+
+def test_upgrade_candidate_is_a_newer_container() -> None:
+    good, up = load_candidate(CANDIDATES / "good"), load_candidate(CANDIDATES / "upgrade")
+    assert up.components == {"com.hbs.hub.Container": "1.1.0"}
+    assert up.identity.digest != good.identity.digest
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    dst = tmp_path / "cand"
+    shutil.copytree(CANDIDATES / "good", dst)
+    return dst
+
+
+def problems(path: Path) -> CandidateError:
+    with pytest.raises(CandidateError) as exc:
+        load_candidate(path)
+    assert isinstance(exc.value, UserError)  # printed without a traceback by the CLI
+    return exc.value
+
+
+def test_malformed_yaml_names_file_and_line(good: Path) -> None:
+    (good / RECIPE).write_text("RecipeFormatVersion: '2020-01-25'\nComponentName: [unclosed\n")
+    err = problems(good)
+    assert err.file == str(good / RECIPE)
+    assert "not valid YAML at line" in str(err)
+
+
+def test_missing_artifact_names_recipe_field_and_expected_path(good: Path) -> None:
+    (good / "artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml").unlink()
+    err = problems(good)
+    assert err.file == str(good / RECIPE)
+    assert err.field == "Manifests[0].Artifacts[0].URI"
+    assert "artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml" in str(err)
+
+
+def _edit(good: Path, old: str, new: str) -> None:
+    p = good / RECIPE
+    text = p.read_text()
+    assert old in text
+    p.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(("old", "new", "field", "message"), [
+    ("RecipeFormatVersion: '2020-01-25'", "RecipeFormatVersion: '2021-01-01'", "RecipeFormatVersion",
+     "must be '2020-01-25'"),
+    ("ComponentVersion: '1.0.0'", "ComponentVersion: 1.0", "ComponentVersion", "quoted semantic version"),
+    ("VersionRequirement: ~2.0.0", "VersionRequirement: '~>=two'",
+     "ComponentDependencies.aws.greengrass.DockerApplicationManager.VersionRequirement", "npm-style"),
+    ("DependencyType: HARD", "DependencyType: STRONG",
+     "ComponentDependencies.aws.greengrass.DockerApplicationManager.DependencyType", "HARD or SOFT"),
+    ("      Startup:", "      Launch:", "Manifests[0].Lifecycle.Launch", "unknown lifecycle step"),
+    ("        RequiresPrivilege: true\n        Script: cd",
+     "        RequiresPrivilege: maybe\n        Script: cd",
+     "Manifests[0].Lifecycle.Startup.RequiresPrivilege", "true or false"),
+    ("        Timeout: 60", "        Timeout: -1", "Manifests[0].Lifecycle.Shutdown.Timeout", "positive"),
+    ("URI: s3://", "URI: ftp://", "Manifests[0].Artifacts[0].URI", "scheme must be one of"),
+])
+def test_recipe_field_errors(good: Path, old: str, new: str, field: str, message: str) -> None:
+    _edit(good, old, new)
+    err = problems(good)
+    assert err.file == str(good / RECIPE)
+    assert err.field == field, str(err)
+    assert message in str(err)
+
+
+def test_name_with_bad_characters_and_wrong_file_name(good: Path) -> None:
+    _edit(good, "ComponentName: com.hbs.hub.Container", "ComponentName: com/hbs hub")
+    err = problems(good)
+    assert err.field == "ComponentName" and "letters, digits" in str(err)
+
+
+def test_file_name_must_match_name_and_version(good: Path) -> None:
+    (good / RECIPE).rename(good / "recipes/container.yaml")
+    err = problems(good)
+    assert "com.hbs.hub.Container-1.0.0.yaml" in str(err)
+
+
+def test_recipe_without_manifests_is_rejected(good: Path) -> None:
+    p = good / RECIPE
+    p.write_text(p.read_text().split("Manifests:")[0])
+    err = problems(good)
+    assert err.field == "Manifests" and "without manifests" in str(err)
+
+
+def test_every_problem_is_listed(good: Path) -> None:
+    _edit(good, "RecipeFormatVersion: '2020-01-25'", "RecipeFormatVersion: '1999-01-01'")
+    _edit(good, "      Startup:", "      Begin:")
+    err = problems(good)
+    assert len(err.problems) == 2 and "1 more problem" in str(err)
+
+
+def test_keys_are_case_insensitive_and_json_works(good: Path) -> None:
+    (good / RECIPE).unlink()
+    recipe = {
+        "recipeformatversion": "2020-01-25", "COMPONENTNAME": "com.hbs.hub.Container",
+        "componentVersion": "1.0.0",
+        "componentdependencies": {
+            "aws.greengrass.DockerApplicationManager": {"versionrequirement": "~2.0.0"}},
+        "manifests": [{"platform": {"os": "linux"},
+                       "lifecycle": {"startup": {"script": "docker-compose up -d",
+                                                 "requiresprivilege": True}},
+                       "artifacts": [{"uri": "greengrass:docker-compose.yaml"},
+                                     {"Uri": "docker:172.28.77.5:5000/hil/web:1.0"}]}],
+    }
+    (good / "recipes/com.hbs.hub.Container-1.0.0.json").write_text(json.dumps(recipe))
+    c = load_candidate(good)
+    assert c.components == {"com.hbs.hub.Container": "1.0.0"}
+    assert c.recipes[0].images == (WEB,)
+
+
+def test_bad_docker_reference(good: Path) -> None:
+    _edit(good, "    Artifacts:\n", "    Artifacts:\n      - URI: 'docker:Not A Ref!'\n")
+    err = problems(good)
+    assert err.field == "Manifests[0].Artifacts[0].URI" and "image reference" in str(err)
+
+
+def test_artifacts_of_unknown_component_or_version(good: Path) -> None:
+    (good / "artifacts/com.hbs.hub.Other/1.0.0").mkdir(parents=True)
+    (good / "artifacts/com.hbs.hub.Container/0.9.0").mkdir()
+    err = problems(good)
+    text = str(err)
+    assert "no recipe for component com.hbs.hub.Other" in text
+    assert "artifacts/com.hbs.hub.Container/1.0.0/" in text
+
+
+def test_internal_dependency_range_is_checked(good: Path) -> None:
+    other = good / "recipes/com.hbs.hub.Helper-2.0.0.yaml"
+    other.write_text("RecipeFormatVersion: '2020-01-25'\nComponentName: com.hbs.hub.Helper\n"
+                     "ComponentVersion: '2.0.0'\nManifests:\n  - Lifecycle: {}\n")
+    _edit(good, "ComponentDependencies:\n", "ComponentDependencies:\n  com.hbs.hub.Helper:\n"
+                                            "    VersionRequirement: ^1.0.0\n")
+    err = problems(good)
+    assert "not satisfied by com.hbs.hub.Helper 2.0.0" in str(err)
+
+
+def test_compose_service_without_image(good: Path) -> None:
+    f = good / "artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml"
+    f.write_text("services:\n  web:\n    build: .\n")
+    err = problems(good)
+    assert err.field == "services.web.image"
+
+
+def test_missing_folder_and_empty_recipes(tmp_path: Path) -> None:
+    assert "candidate folder not found" in str(problems(tmp_path / "nope"))
+    (tmp_path / "recipes").mkdir()
+    assert "no recipe files" in str(problems(tmp_path))
+
+
+def test_manifest_unknown_field_and_images(good: Path) -> None:
+    (good / "candidate.yaml").write_text("images: [172.28.77.5:5000/hil/extra:2]\ncolour: blue\n")
+    err = problems(good)
+    assert err.field == "colour"
+    (good / "candidate.yaml").write_text("images: [172.28.77.5:5000/hil/extra:2]\n")
+    assert load_candidate(good).images[-1] == "172.28.77.5:5000/hil/extra:2"
+
+
+def test_image_archives_are_part_of_identity(good: Path) -> None:
+    (good / "images").mkdir()
+    (good / "images/web.tar").write_bytes(b"not really a tar")
+    c = load_candidate(good)
+    assert [p.name for p in c.image_archives] == ["web.tar"]
+    assert set(c.identity.image_archives) == {"web.tar"}
+    (good / "images/notes.txt").write_text("x")
+    assert "image archives" in str(problems(good))
