@@ -15,7 +15,7 @@ from hil.gate.ci import ci_job
 from hil.gate.decision import GateDecision, decide, write_gate_json
 from hil.gate.ledger import record_promotion
 from hil.gate.policy import DEFAULT_POLICY_FILE, load_policy
-from hil.gate.readers import locate, read_run
+from hil.gate.readers import ResultFiles, locate, read_run
 from hil.gate.summary import print_summary
 
 GIT_TIMEOUT = 5.0
@@ -29,14 +29,19 @@ class GateRun:
     ledger_entry: dict[str, object] | None
 
 
-def run_gate(*, results: Path = Path("reports"), policy_file: Path = Path(DEFAULT_POLICY_FILE),
+def run_gate(*, results: Path = Path("reports"), files: ResultFiles | None = None,
+             policy_file: Path = Path(DEFAULT_POLICY_FILE),
              junit: list[Path] | None = None, run_id: str | None = None,
              out: Path = Path("reports/gate.json"), inventory: Path | None = None,
              report_dir: Path | None = Path("reports/allure-report"), finished: bool | None = None,
              today: dt.date | None = None, console: Console | None = None) -> GateRun:
-    """Raise ``UserError`` for bad input (exit 3 in the CLI); otherwise decide."""
+    """Raise ``UserError`` for bad input (exit 3 in the CLI); otherwise decide.
+
+    ``files`` (the pytest plugin knows them) replaces looking under ``results``.
+    """
     policy = load_policy(policy_file)
-    files = locate(results, junit or [], run_id)
+    if files is None:
+        files = locate(results, junit or [], run_id)
     selected, inv_sha = _inventory_devices(inventory)
     run = read_run(files, inventory_devices={d: m or "" for d, m in selected.items()})
     decision = decide(run, policy, today=today, selected_devices=selected, report_dir=report_dir,

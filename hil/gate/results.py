@@ -47,9 +47,10 @@ class TestRecord:
 
     @property
     def is_problem(self) -> bool:
-        """A failure of any class, or a skip because the lab failed."""
+        """A failure of any class, or a skip because the lab or the harness failed."""
         return self.outcome is Outcome.FAILED or (
-            self.outcome is Outcome.SKIPPED and self.failure_class is FailureClass.INFRASTRUCTURE)
+            self.outcome is Outcome.SKIPPED and self.failure_class in (FailureClass.INFRASTRUCTURE,
+                                                                       FailureClass.HARNESS))
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,9 @@ def classify(outcome: Outcome, message: str, *, allure_status: str | None = None
         return None
     text = message or ""
     if outcome is Outcome.SKIPPED:
-        return FailureClass.INFRASTRUCTURE if "infrastructure" in text.lower() else None
+        if "infrastructure" in text.lower():
+            return FailureClass.INFRASTRUCTURE
+        return FailureClass.HARNESS if "[harness]" in text else None
     if any(name in text for name in INFRASTRUCTURE_EXCEPTIONS) or text.lower().startswith(
             ("[infrastructure]", "infrastructure:")):
         return FailureClass.INFRASTRUCTURE

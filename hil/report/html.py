@@ -1,0 +1,127 @@
+"""Build the static HTML report with the Allure report generator (allure-commandline).
+
+The generator comes from the npm registry into a git-ignored tools folder (it is a
+Java program; Java 17 runs it). History is carried from the previous report into
+the results before generating, so the report shows trends across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hil.errors import HilError, UserError
+from hil.gate.ci import CiJob, ci_job
+
+ALLURE_NPM_PACKAGE = "allure-commandline@^2.30"
+DEFAULT_TOOLS_DIR = Path(__file__).resolve().parents[2] / ".tools"
+NPM_INSTALL_TIMEOUT = 300.0
+GENERATE_TIMEOUT = 300.0
+
+# Allure matches these regexes against the whole message/trace (Java `matches`), hence
+# the (?s).* wrappers. The plugin's class tags come first (hil.report.categories); these
+# catch results written without the plugin: lab exception names, then the pytest status.
+_INFRA_NAMES = ("InfrastructureError|DeviceUnreachable|CommandTimeout|HostKeyMismatch|LeaseNotGranted"
+                "|LeaseTimeout|HubBroken|PowerError")
+FALLBACK_CATEGORIES: list[dict[str, Any]] = [
+    {"name": "Infrastructure problems (lab could not do its part)",
+     "matchedStatuses": ["broken", "failed", "skipped"],
+     "messageRegex": rf"(?s).*([Ii]nfrastructure:|{_INFRA_NAMES}).*"},
+    {"name": "Infrastructure problems (lab could not do its part)", "matchedStatuses": ["broken", "failed"],
+     "traceRegex": rf"(?s).*({_INFRA_NAMES}).*"},
+    {"name": "Product defects", "matchedStatuses": ["failed"]},
+]
+
+
+def categories() -> list[dict[str, Any]]:
+    from hil.report.categories import CATEGORIES
+
+    # the plugin's last, catch-all entry must stay last so that ours are tried before it
+    catch_all = [c for c in CATEGORIES if "messageRegex" not in c and "traceRegex" not in c]
+    tagged = [c for c in CATEGORIES if c not in catch_all]
+    return [*tagged, *FALLBACK_CATEGORIES, *catch_all]
+
+
+class ReportError(HilError):
+    """The report generator could not be installed or failed."""
+
+
+def tools_dir() -> Path:
+    return Path(os.environ.get("HIL_TOOLS_DIR") or DEFAULT_TOOLS_DIR)
+
+
+def ensure_allure(tools: Path | None = None, *, timeout: float = NPM_INSTALL_TIMEOUT) -> Path:
+    """The ``allure`` launcher, installed from the npm registry into ``tools`` if missing."""
+    tools = tools or tools_dir()
+    launcher = tools / "node_modules" / ".bin" / "allure"
+    if launcher.exists():
+        return launcher
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ReportError("npm is not installed: it is needed once to install the Allure report "
+                          "generator (Debian: apt-get install npm)")
+    if shutil.which("java") is None:
+        raise ReportError("java is not installed: the Allure report generator needs Java 17 "
+                          "(Debian: apt-get install openjdk-17-jre-headless)")
+    tools.mkdir(parents=True, exist_ok=True)
+    ignore = tools / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n", encoding="utf-8")  # the tools folder never gets committed
+    argv = [npm, "install", "--prefix", str(tools), "--no-audit", "--no-fund", "--loglevel=error",
+            ALLURE_NPM_PACKAGE]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ReportError(f"npm install {ALLURE_NPM_PACKAGE} did not finish within {timeout:.0f} s") from None
+    if proc.returncode != 0 or not launcher.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise ReportError(f"npm install {ALLURE_NPM_PACKAGE} failed (exit {proc.returncode}): "
+                          + " | ".join(tail))
+    return launcher
+
+
+def executor(job: CiJob, report_url: str | None = None) -> dict[str, object]:
+    """Allure's executor.json: who ran the tests (the CI job and its URL when present)."""
+    doc: dict[str, object] = {"name": {"gitlab": "GitLab CI", "github": "GitHub Actions",
+                                       "jenkins": "Jenkins"}.get(job.system, "hil (local)"),
+                              "type": job.system}
+    for key, value in (("buildName", job.build_name or job.name), ("buildUrl", job.build_url or job.url),
+                       ("url", job.url), ("reportUrl", report_url), ("reportName", "HIL gate report")):
+        if value:
+            doc[key] = value
+    return doc
+
+
+def carry_history(results: Path, previous_report: Path) -> bool:
+    """Copy the previous report's history/ into the results (the trend graphs need it)."""
+    src = previous_report / "history"
+    if not src.is_dir():
+        return False
+    shutil.copytree(src, results / "history", dirs_exist_ok=True)
+    return True
+
+
+def build_report(results: Path, out: Path, *, allure: Path | None = None, job: CiJob | None = None,
+                 timeout: float = GENERATE_TIMEOUT) -> Path:
+    """Generate the HTML report from ``results``; return the path of its index.html."""
+    if not results.is_dir() or not any(results.glob("*-result.json")):
+        raise UserError("no allure results here (run pytest with --alluredir first)", file=str(results))
+    launcher = allure or ensure_allure()
+    carry_history(results, out)
+    (results / "executor.json").write_text(json.dumps(executor(job or ci_job()), indent=2), encoding="utf-8")
+    # ours supersede the plugin's copy: the same tagged entries plus the untagged fallbacks
+    (results / "categories.json").write_text(json.dumps(categories(), indent=2), encoding="utf-8")
+    argv = [str(launcher), "generate", "--clean", str(results), "-o", str(out)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ReportError(f"allure generate did not finish within {timeout:.0f} s") from None
+    index = out / "index.html"
+    if proc.returncode != 0 or not index.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise ReportError(f"allure generate failed (exit {proc.returncode}): " + " | ".join(tail))
+    return index
