@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
@@ -18,11 +17,13 @@ EXIT_BAD_INPUT = 3
 class _GateCommand(TyperCommand):
     """Usage errors exit 3 here: 2 already means "inconclusive" to a CI stage."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            exc.exit_code = EXIT_BAD_INPUT
+        except Exception as exc:
+            # click's UsageError family (vendored inside typer, not a public name): renumber it
+            if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "show"):
+                exc.exit_code = EXIT_BAD_INPUT  # type: ignore[attr-defined]
             raise
 
 
