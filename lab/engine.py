@@ -35,6 +35,11 @@ class EngineUnavailable(UserError):
     """No Docker engine answers and the lab may not start one."""
 
 
+def existing_client() -> docker.DockerClient | None:
+    """A client for an engine that already answers; never starts one."""
+    return _ping()
+
+
 def _ping() -> docker.DockerClient | None:
     try:
         client = docker.from_env(timeout=CLIENT_TIMEOUT)
