@@ -1,0 +1,171 @@
+"""SshConnection against a real sshd on 127.0.0.1 (no lab needed; run as root)."""
+# ruff: noqa: F811  (pytest fixtures imported from driver_services are parameters by name)
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from driver_services import LocalSshd, TempUser, local_sshd, temp_user  # noqa: F401
+
+from hil import steps
+from hil.drivers.base import CommandFailed, Shell
+from hil.drivers.ssh import SshConnection
+from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch
+
+
+@pytest.fixture
+def conn(local_sshd: LocalSshd) -> Iterator[SshConnection]:
+    c = SshConnection("local", local_sshd.endpoint)
+    c.connect()
+    yield c
+    c.close()
+
+
+def test_run_exit_status_stdout_stderr(conn: SshConnection) -> None:
+    assert isinstance(conn, Shell)
+    r = conn.run(["sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert (r.exit_status, r.stdout, r.stderr, r.channel) == (3, "out\n", "err\n", "ssh")
+    assert r.argv == ("sh", "-c", "echo out; echo err >&2; exit 3")
+    assert 0 < r.duration < 5
+    with pytest.raises(CommandFailed, match="exited 3: err"):
+        conn.run(["sh", "-c", "echo err >&2; exit 3"], check=True)
+
+
+def test_arguments_are_not_reinterpreted_by_a_shell(conn: SshConnection) -> None:
+    args = ["a b", "$HOME", "'q'", '"d"', "; rm -rf /", "*", ""]
+    r = conn.run(["printf", "%s|", *args])
+    assert r.stdout == "|".join(args) + "|"
+    with pytest.raises(TypeError):
+        conn.run("echo hi")  # a str is a Sequence[str]: refused at run time
+
+
+def test_stdin_is_sent_and_closed(conn: SshConnection) -> None:
+    assert conn.run(["cat"], stdin="hello\nworld").stdout == "hello\nworld"
+    assert conn.run(["cat"], timeout=5).stdout == ""  # EOF at once, no hang
+
+
+def test_timeout_raises_and_connection_stays_usable(conn: SshConnection) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(CommandTimeout, match=r"'sleep 5' did not finish within 0\.5s"):
+        conn.run(["sleep", "5"], timeout=0.5)
+    assert time.monotonic() - t0 < 2
+    assert conn.run(["echo", "still here"]).stdout == "still here\n"
+    assert conn.connects == 1
+
+
+def test_every_command_is_a_step_with_status_and_output(conn: SshConnection) -> None:
+    seen: list[steps.Step] = []
+
+    def listener(event: str, st: steps.Step) -> None:
+        if event == "stop":
+            seen.append(st)
+
+    steps.add_listener(listener)
+    try:
+        conn.run(["sh", "-c", "echo o; echo e >&2; exit 2"])
+    finally:
+        steps.remove_listener(listener)
+    assert len(seen) == 1
+    st = seen[0]
+    assert st.device == "local" and "echo o" in st.title
+    assert st.exit_status == 2 and st.duration is not None
+    assert st.attachments == {"stdout": "o\n", "stderr": "e\n"}
+
+
+def test_changed_host_key_is_refused(local_sshd: LocalSshd, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    pub = (tmp_path / "other.pub").read_text().split()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{local_sshd.endpoint.port} {pub[0]} {pub[1]}\n")
+    ep = local_sshd.endpoint.model_copy(update={"known_hosts": kh})
+    with pytest.raises(HostKeyMismatch, match=r"CHANGED.*refusing to connect"):
+        SshConnection("local", ep).connect()
+
+
+def test_unknown_host_is_refused(local_sshd: LocalSshd, tmp_path: Path) -> None:
+    kh = tmp_path / "known_hosts"
+    # The right key, but under another name (e.g. port 22): still not pinned for this endpoint.
+    pub = (local_sshd.dir / "host_ed25519.pub").read_text().split()
+    kh.write_text(f"127.0.0.1 {pub[0]} {pub[1]}\n")
+    ep = local_sshd.endpoint.model_copy(update={"known_hosts": kh})
+    with pytest.raises(HostKeyMismatch, match=r"is not in .*never trusts an unknown host key"):
+        SshConnection("local", ep).connect()
+
+
+def test_wrong_client_key_and_closed_port_are_unreachable(local_sshd: LocalSshd,
+                                                          tmp_path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)
+    ep = local_sshd.endpoint.model_copy(update={"key_file": tmp_path / "k"})
+    with pytest.raises(DeviceUnreachable, match="authentication as"):
+        SshConnection("local", ep).connect()
+    local_sshd.proc.terminate()
+    local_sshd.proc.wait(5)
+    with pytest.raises(DeviceUnreachable, match="no TCP connection"):
+        SshConnection("local", local_sshd.endpoint).connect()
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.5])
+def test_dropped_connection_is_reestablished_transparently(conn: SshConnection,
+                                                           local_sshd: LocalSshd,
+                                                           pause: float) -> None:
+    assert conn.run(["echo", "one"]).stdout == "one\n"
+    sessions = local_sshd.session_pids()
+    assert len(sessions) == 1
+    subprocess.run(["kill", str(sessions[0])], check=True)
+    # pause 0: the next command may find the transport still "active" and fail at
+    # open_session (retry path); pause 0.5: the transport is known dead (reconnect path).
+    time.sleep(pause)
+    assert conn.run(["echo", "two"]).stdout == "two\n"
+    assert conn.connects == 2
+    assert conn.alive()
+
+
+def test_put_get_round_trip(conn: SshConnection, tmp_path: Path, temp_user: TempUser) -> None:
+    src = tmp_path / "blob"
+    src.write_bytes(os.urandom(6 * 1024 * 1024))
+    remote = f"/home/{temp_user.name}/blob"
+    conn.put(src, remote)
+    remote_sum = conn.run(["sha256sum", remote]).stdout.split()[0]
+    assert remote_sum == hashlib.sha256(src.read_bytes()).hexdigest()
+    back = tmp_path / "back"
+    conn.get(remote, back)
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_sudo_is_non_interactive(conn: SshConnection) -> None:
+    assert conn.run(["id", "-u"]).stdout.strip() != "0"
+    assert conn.run(["id", "-u"], sudo=True).stdout.strip() == "0"
+    # Not allowed by sudoers: sudo -n fails at once instead of waiting for a password.
+    t0 = time.monotonic()
+    r = conn.run(["true"], sudo=True, timeout=10)
+    assert r.exit_status == 1 and "password is required" in r.stderr
+    assert time.monotonic() - t0 < 5
+
+
+def test_transport_is_the_pinned_connection(conn: SshConnection) -> None:
+    t = conn.transport
+    assert t.is_authenticated()
+    chan = t.open_session()
+    chan.exec_command("echo via-transport")
+    assert chan.makefile("r").read() == b"via-transport\n"
+    chan.close()
+
+
+def test_sigkill_of_listener_leaves_no_hang(local_sshd: LocalSshd, conn: SshConnection) -> None:
+    for pid in local_sshd.session_pids():
+        os.kill(pid, signal.SIGKILL)
+    local_sshd.proc.kill()
+    local_sshd.proc.wait(5)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceUnreachable):
+        conn.run(["true"], timeout=3)
+    assert time.monotonic() - t0 < 5
