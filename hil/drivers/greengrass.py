@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from hil.drivers.base import CommandResult, Shell
-from hil.errors import ParseError, ProductError
+from hil.errors import HilError, ParseError, ProductError
 from hil.steps import step
 
 DEFAULT_ROOT = "/greengrass/v2"
@@ -361,6 +361,10 @@ class GreengrassCommandFailed(ProductError):
     """The CLI reported a runtime error (IPC failure, rejected request)."""
 
 
+class CliUsageError(HilError):
+    """The CLI rejected our options (picocli usage on stderr, often with exit 0): a harness bug."""
+
+
 class ComponentNotFound(GreengrassCommandFailed):
     pass
 
@@ -400,14 +404,15 @@ class Greengrass:
         return self.shell.device
 
     # -- plumbing
-    def _argv(self, args: Sequence[str]) -> list[str]:
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The full command line of a CLI call (for callers that want the raw output)."""
         argv = [self.cli]
         if self.root != DEFAULT_ROOT:  # --ggcRootPath goes before the group
             argv += ["--ggcRootPath", self.root]
         return argv + list(args)
 
     def _run(self, args: Sequence[str], title: str) -> CommandResult:
-        argv = self._argv(args)
+        argv = self.argv(args)
         with step(title, device=self.device, command=shlex.join(argv)) as st:
             res = self.shell.run(argv, timeout=self.timeout, sudo=True)
             st.exit_status = res.exit_status
@@ -416,8 +421,11 @@ class Greengrass:
         return res
 
     def _fail(self, res: CommandResult, what: str,
-              cls: type[GreengrassCommandFailed] = GreengrassCommandFailed) -> GreengrassCommandFailed:
+              cls: type[GreengrassCommandFailed] = GreengrassCommandFailed) -> HilError:
         tail = strip_jul_noise(res.stderr or "").strip().splitlines()
+        if any(ln.startswith("Usage: ") for ln in tail):
+            return CliUsageError(f"{self.device}: greengrass-cli rejected the options of {what}: "
+                                 f"{tail[0] if tail else ''}")
         # the first line of a Java stack trace carries the message; the rest is frames
         msg = next((ln for ln in tail if ln.strip() and not ln.startswith(("\tat ", "    at "))), "")
         return cls(f"{self.device}: greengrass-cli {what} exited {res.exit_status}: "

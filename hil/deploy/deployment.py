@@ -1,0 +1,273 @@
+"""Deploy a candidate to one hub the way production does, verify it, and undo it.
+
+Phases: snapshot -> upload (SFTP into /var/tmp/hil-staging/<run-id>/) -> images
+(`docker load` of archives, `docker pull` of references) -> `deployment create`
+-> wait for a terminal status -> settle (every candidate component stays
+RUNNING/FINISHED) . On failure the evidence (nucleus log, component logs,
+component list, `docker ps -a`) is attached to the result, and the failure is
+classed: product unless the hub itself could not be reached.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from hil.deploy.candidate import Candidate
+from hil.deploy.restore import RestoreResult, restore_snapshot
+from hil.deploy.snapshot import (
+    RUN_ID_RE,
+    STAGING_ROOT,
+    FileTransfer,
+    NothingToRestore,
+    PendingDeployment,
+    Snapshot,
+    component_set,
+    read_saved,
+    save,
+)
+from hil.deploy.watch import Clock, Sleep, Stability, wait_for_terminal, watch_stable
+from hil.drivers.base import CommandResult, Shell
+from hil.drivers.greengrass import (
+    ComponentState,
+    DeploymentState,
+    DeploymentStatus,
+    FailurePolicy,
+    Greengrass,
+)
+from hil.errors import FailureClass, HilError, InfrastructureError
+from hil.steps import step
+from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
+
+LOG_TAIL_LINES = 2000
+"""How much of each log a failure attaches (logs of a long-lived hub can be large)."""
+
+
+@dataclass
+class DeploymentResult:
+    device: str
+    run_id: str
+    ok: bool = False
+    deployment_id: str | None = None
+    status: DeploymentStatus | None = None
+    components: dict[str, ComponentState | None] = field(default_factory=dict)
+    """Last state seen per candidate component (None: not listed)."""
+    history: dict[str, list[ComponentState | None]] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    """Seconds per phase, plus "create_to_verified" and "total"."""
+    problem: str | None = None
+    failure_class: FailureClass | None = None
+    attachments: dict[str, str] = field(default_factory=dict)
+    image_digests: dict[str, str] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            states = ", ".join(f"{n} {s.value if s else '-'}" for n, s in self.components.items())
+            return f"{self.device}: deployed ({states}) in {self.durations.get('total', 0):.1f}s"
+        return f"{self.device}: deployment failed [{self.failure_class}]: {self.problem}"
+
+
+class _Failed(Exception):
+    """Internal: ends the phases with a product failure already described on the result."""
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+class Deployment:
+    """One candidate on one hub: ``deploy()`` then ``restore()``."""
+
+    def __init__(self, shell: Shell, files: FileTransfer, candidate: Candidate, *,
+                 greengrass: Greengrass | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+                 policy: FailurePolicy = FailurePolicy.DO_NOTHING, staging_root: str = STAGING_ROOT,
+                 run_id: str | None = None, pull_images: bool = True, poll: float = 1.0,
+                 on_phase: Callable[[str], None] | None = None,
+                 clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
+        self.shell = shell
+        self.files = files
+        self.candidate = candidate
+        self.gg = greengrass or Greengrass(shell)
+        self.timeouts = timeouts
+        self.policy = policy
+        self.staging_root = staging_root
+        self.run_id = run_id or new_run_id()
+        if not RUN_ID_RE.match(self.run_id):
+            raise ValueError(f"bad run id {self.run_id!r}")
+        self.pull_images = pull_images
+        self.poll = poll
+        self._phase = on_phase or (lambda _msg: None)
+        self._clock = clock
+        self._sleep = sleep
+        self.snapshot: Snapshot | None = None
+
+    @property
+    def device(self) -> str:
+        return self.shell.device
+
+    @property
+    def staging(self) -> str:
+        return f"{self.staging_root}/{self.run_id}"
+
+    # -- deploy ------------------------------------------------------------------------
+    def deploy(self) -> DeploymentResult:
+        """Run every phase; never raises for a failed deployment or an unreachable hub."""
+        res = DeploymentResult(self.device, self.run_id)
+        t0 = self._clock()
+        with step(f"deploy candidate {self.candidate.components}", device=self.device,
+                  run_id=self.run_id) as st:
+            try:
+                self._timed(res, "snapshot", self._take_snapshot, res)
+                self._timed(res, "upload", self._upload)
+                self._timed(res, "images", self._images, res)
+                self._timed(res, "submit", self._submit, res)
+                self._timed(res, "deployment", self._wait, res)
+                self._timed(res, "settle", self._settle, res)
+                res.durations["create_to_verified"] = (res.durations["submit"] + res.durations["deployment"]
+                                                       + res.durations["settle"])
+                res.ok = True
+            except _Failed:
+                res.failure_class = FailureClass.PRODUCT
+            except PendingDeployment:
+                raise  # bad use, not a deployment outcome
+            except HilError as exc:
+                res.problem = str(exc)
+                res.failure_class = exc.failure_class
+            if not res.ok and res.failure_class is not FailureClass.INFRASTRUCTURE:
+                self._phase("collecting logs")
+                self._collect_evidence(res)
+            res.durations["total"] = self._clock() - t0
+            st.exit_status = 0 if res.ok else 1
+            for name, text in res.attachments.items():
+                st.attach(name, text)
+        return res
+
+    def _timed(self, res: DeploymentResult, name: str, fn: Callable[..., None], *args: object) -> None:
+        t = self._clock()
+        try:
+            fn(*args)
+        finally:
+            res.durations[name] = self._clock() - t
+
+    def _take_snapshot(self, res: DeploymentResult) -> None:
+        self._phase("recording the hub's component set")
+        pending = read_saved(self.shell, self.staging_root)
+        if pending is not None:
+            raise PendingDeployment(
+                f"a candidate {pending.candidate} from run {pending.run_id} ({pending.taken}) is still "
+                f"deployed; run `hil rollback {self.device}` first", device=self.device)
+        try:
+            current = component_set(self.gg.component_list())
+        except HilError as exc:
+            if exc.failure_class is FailureClass.PRODUCT:  # nucleus not answering before we touched it
+                raise InfrastructureError(f"{self.device}: hub not ready for a deployment: {exc}") from exc
+            raise
+        self.snapshot = Snapshot(self.device, self.run_id, datetime.now(UTC).isoformat(timespec="seconds"),
+                                 current, dict(self.candidate.components), self.staging_root)
+        res.snapshot = self.snapshot
+        save(self.shell, self.files, self.snapshot)
+
+    def _upload(self) -> None:
+        files = list(self.candidate.files())
+        self._phase(f"uploading {len(files)} file(s) to {self.staging}")
+        dirs = sorted({str(PurePosixPath(self.staging, rel).parent) for _, rel in files}
+                      | {f"{self.staging}/recipes"})
+        self.shell.run(["mkdir", "-p", *dirs]).check()
+        for local, rel in files:
+            self.files.put(local, f"{self.staging}/{rel}")
+
+    def _images(self, res: DeploymentResult) -> None:
+        archives = self.candidate.image_archives
+        if archives:
+            self.shell.run(["mkdir", "-p", f"{self.staging}/images"]).check()
+        for archive in archives:
+            self._phase(f"loading image archive {archive.name}")
+            remote = f"{self.staging}/images/{archive.name}"
+            self.files.put(archive, remote)
+            self._check(self.shell.run(["docker", "load", "-i", remote], sudo=True,
+                                       timeout=self.timeouts.deployment), res, f"docker load {archive.name}")
+        if not self.pull_images:
+            return
+        for ref in self.candidate.images:
+            self._phase(f"pulling {ref}")
+            self._check(self.shell.run(["docker", "pull", ref], sudo=True, timeout=self.timeouts.deployment),
+                        res, f"docker pull {ref}")
+            got = self.shell.run(["docker", "image", "inspect", "--format",
+                                  "{{range .RepoDigests}}{{println .}}{{end}}", ref], sudo=True)
+            digests = [d.strip() for d in got.stdout.splitlines() if "@sha256:" in d]
+            if got.ok and digests:
+                res.image_digests[ref] = digests[0].split("@", 1)[1]
+
+    def _check(self, result: CommandResult, res: DeploymentResult, what: str) -> None:
+        if not result.ok:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            res.problem = f"{self.device}: {what} exited {result.exit_status}: {' | '.join(tail)}"
+            raise _Failed
+
+    def _submit(self, res: DeploymentResult) -> None:
+        self._phase(f"deployment create --merge {self.candidate.components}")
+        has_artifacts = self.candidate.artifact_dir.is_dir() and any(self.candidate.artifact_dir.iterdir())
+        res.deployment_id = self.gg.create_deployment(
+            f"{self.staging}/recipes", f"{self.staging}/artifacts" if has_artifacts else None,
+            merge=self.candidate.components, policy=self.policy)
+
+    def _wait(self, res: DeploymentResult) -> None:
+        assert res.deployment_id is not None
+        self._phase(f"waiting for deployment {res.deployment_id}")
+        res.status = wait_for_terminal(self.gg, res.deployment_id, self.timeouts.deployment, poll=self.poll,
+                                       clock=self._clock, sleep=self._sleep)
+        if res.status.status is not DeploymentState.SUCCEEDED:
+            cause = res.status.failure_cause or res.status.detailed_status or "no cause given"
+            res.problem = f"{self.device}: deployment {res.deployment_id} {res.status.status.value}: {cause}"
+            listed = {c.name: c.state for c in self.gg.component_list()}
+            res.components = {n: listed.get(n) for n in self.candidate.components}
+            raise _Failed
+
+    def _settle(self, res: DeploymentResult) -> None:
+        self._phase(f"watching components for {self.timeouts.settle:.0f}s")
+        stab: Stability = watch_stable(self.gg, self.candidate.components, self.timeouts.settle,
+                                       poll=self.poll, clock=self._clock, sleep=self._sleep)
+        res.components, res.history = stab.states, stab.history
+        if not stab.ok:
+            res.problem = stab.problem
+            raise _Failed
+
+    # -- evidence ----------------------------------------------------------------------
+    def _collect_evidence(self, res: DeploymentResult) -> None:
+        """Best effort: one missing piece must not hide the others."""
+        pieces: list[tuple[str, Callable[[], str]]] = [
+            ("greengrass.log", lambda: self.gg.nucleus_log(tail=LOG_TAIL_LINES)),
+            *[(f"{name}.log", (lambda n=name: self.gg.logs(n, tail=LOG_TAIL_LINES)))
+              for name in self.candidate.components],
+            ("component list", lambda: self._raw(self.gg.argv(["component", "list"]))),
+            ("docker ps -a", lambda: self._raw(["docker", "ps", "-a"])),
+        ]
+        if res.deployment_id:
+            pieces.append(("deployment status",
+                           lambda: self._raw(self.gg.argv(["deployment", "status", "-i",
+                                                            res.deployment_id or ""]))))
+        for name, fetch in pieces:
+            try:
+                res.attachments[name] = fetch()
+            except HilError as exc:
+                res.attachments[name] = f"(could not collect: {exc})"
+
+    def _raw(self, argv: list[str]) -> str:
+        r = self.shell.run(argv, sudo=True)
+        return r.stdout + (f"\n[stderr]\n{r.stderr}" if r.stderr.strip() else "") + \
+            (f"\n[exit {r.exit_status}]" if r.exit_status else "")
+
+    # -- restore -----------------------------------------------------------------------
+    def restore(self) -> RestoreResult:
+        """Back to the snapshot taken by deploy(); the snapshot saved on the hub is used when none."""
+        snap = self.snapshot or read_saved(self.shell, self.staging_root)
+        if snap is None:
+            raise NothingToRestore("nothing to restore: no snapshot was taken or saved on the hub",
+                                   device=self.device)
+        return restore_snapshot(self.shell, self.gg, snap, timeouts=self.timeouts, poll=self.poll,
+                                on_phase=self._phase, clock=self._clock, sleep=self._sleep)

@@ -1,0 +1,152 @@
+"""Put a hub back to a snapshot: remove what the candidate added, re-merge what it replaced.
+
+Earlier versions are still in the nucleus's package store (packages/recipes and
+packages/artifacts); they are copied into the run's staging folder and used as the
+restore deployment's --recipeDir / --artifactDir, so nothing leaves the hub.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from hil.deploy.snapshot import RUN_ID_RE, Snapshot, component_set, forget
+from hil.deploy.watch import Clock, Sleep, wait_for_terminal
+from hil.drivers.base import Shell
+from hil.drivers.greengrass import STABLE_STATES, DeploymentState, DeploymentStatus, FailurePolicy, Greengrass
+from hil.errors import ProductError
+from hil.steps import step
+from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
+
+
+class RestoreFailed(ProductError):
+    """The hub could not be put back to its snapshot."""
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    remove: tuple[str, ...]
+    merge: dict[str, str]
+
+    @property
+    def empty(self) -> bool:
+        return not self.remove and not self.merge
+
+
+def plan_restore(snapshot: Mapping[str, str], current: Mapping[str, str],
+                 candidate: Mapping[str, str]) -> RestorePlan:
+    """Roots to remove (candidate components the snapshot did not have) and versions to re-merge.
+
+    Only candidate components are removed: they are the roots the deployment added;
+    dependencies the nucleus pulled in for them go when their dependents go.
+    """
+    remove = tuple(sorted(n for n in candidate if n not in snapshot and n in current))
+    merge = {n: v for n, v in sorted(snapshot.items()) if current.get(n) != v}
+    return RestorePlan(remove, merge)
+
+
+def diff_sets(want: Mapping[str, str], have: Mapping[str, str]) -> list[str]:
+    """Human-readable differences between two component sets."""
+    out = []
+    for n in sorted(set(want) | set(have)):
+        if n not in have:
+            out.append(f"{n} {want[n]} missing")
+        elif n not in want:
+            out.append(f"{n} {have[n]} not expected")
+        elif want[n] != have[n]:
+            out.append(f"{n} at {have[n]}, expected {want[n]}")
+    return out
+
+
+@dataclass
+class RestoreResult:
+    device: str
+    ok: bool
+    plan: RestorePlan
+    deployment_id: str | None = None
+    status: DeploymentStatus | None = None
+    problem: str | None = None
+    duration: float = 0.0
+    attachments: dict[str, str] = field(default_factory=dict)
+
+
+def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
+                     timeouts: Timeouts = DEFAULT_TIMEOUTS, poll: float = 1.0,
+                     on_phase: Callable[[str], None] | None = None,
+                     clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> RestoreResult:
+    """Restore ``snap`` on the hub, verify the component set, then remove staging files.
+
+    On success the saved snapshot and the run's staging folder are deleted; on failure
+    both stay, for `hil rollback` to try again and for a person to look at.
+    """
+    if not RUN_ID_RE.match(snap.run_id):  # it becomes part of an `rm -rf` path
+        raise RestoreFailed(f"refusing to restore: bad run id {snap.run_id!r}")
+    phase = on_phase or (lambda _msg: None)
+    t0 = clock()
+    with step("restore component set", device=gg.device, run_id=snap.run_id) as st:
+        phase("reading the component list")
+        current = component_set(gg.component_list())
+        plan = plan_restore(snap.components, current, snap.candidate)
+        result = RestoreResult(gg.device, False, plan)
+        if not plan.empty:
+            phase(f"restore deployment: remove {list(plan.remove)}, merge {plan.merge}")
+            recipe_dir, artifact_dir = _stage_previous_versions(shell, gg, snap, plan)
+            result.deployment_id = gg.create_deployment(recipe_dir, artifact_dir, merge=plan.merge,
+                                                        remove=plan.remove, policy=FailurePolicy.DO_NOTHING)
+            phase(f"waiting for restore deployment {result.deployment_id}")
+            result.status = wait_for_terminal(gg, result.deployment_id, timeouts.deployment, poll=poll,
+                                              clock=clock, sleep=sleep)
+        phase("verifying the component set")
+        result.problem = _verify(gg, snap, plan, timeouts.settle, poll, clock, sleep)
+        if result.status is not None and result.status.status is not DeploymentState.SUCCEEDED:
+            cause = result.status.failure_cause or result.status.detailed_status or ""
+            result.problem = (f"restore deployment {result.deployment_id} {result.status.status.value}"
+                              f"{': ' + cause if cause else ''}"
+                              f"{'; ' + result.problem if result.problem else ''}")
+        result.ok = result.problem is None
+        if result.ok:
+            phase("removing staging files")
+            shell.run(["rm", "-rf", "--", snap.staging], sudo=True).check()
+            forget(shell, snap.staging_root)
+        else:
+            st.attach("problem", result.problem or "")
+        result.duration = clock() - t0
+        st.exit_status = 0 if result.ok else 1
+    return result
+
+
+def _stage_previous_versions(shell: Shell, gg: Greengrass, snap: Snapshot,
+                             plan: RestorePlan) -> tuple[str | None, str | None]:
+    if not plan.merge:
+        return None, None
+    base = f"{snap.staging}/restore"
+    recipes, artifacts = f"{base}/recipes", f"{base}/artifacts"
+    shell.run(["mkdir", "-p", recipes, artifacts], sudo=True).check()
+    shell.run(["cp", "-a", f"{gg.root}/packages/recipes/.", recipes], sudo=True).check()
+    copied = False
+    for name, version in plan.merge.items():
+        src = f"{gg.root}/packages/artifacts/{name}/{version}"
+        if shell.run(["test", "-d", src], sudo=True).exit_status != 0:
+            continue  # a component without artifacts
+        shell.run(["mkdir", "-p", f"{artifacts}/{name}"], sudo=True).check()
+        shell.run(["cp", "-a", src, f"{artifacts}/{name}/"], sudo=True).check()
+        copied = True
+    return recipes, artifacts if copied else None
+
+
+def _verify(gg: Greengrass, snap: Snapshot, plan: RestorePlan, period: float, poll: float,
+            clock: Clock, sleep: Sleep) -> str | None:
+    """None when the component set equals the snapshot and re-merged components are stable."""
+    deadline = clock() + period
+    while True:
+        listed = gg.component_list()
+        have = component_set(listed)
+        diffs = diff_sets(snap.components, have)
+        unstable = [f"{c.name} {c.state.value}" for c in listed
+                    if c.name in plan.merge and c.state not in STABLE_STATES]
+        if not diffs and not unstable:
+            return None
+        if clock() >= deadline:
+            return f"{gg.device}: component set differs from the snapshot: " + "; ".join(diffs + unstable)
+        sleep(poll)
