@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from enum import StrEnum
 from typing import Annotated
@@ -28,7 +29,8 @@ from lab.topology import DEFAULT_HUBS, MAX_HUBS, REPO_ROOT
 from lab.topology import rack as rack_specs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-out = Console()
+# a table wider than 80 columns also when piped (CI logs)
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 NO_LAB_EXIT = 3
 """`hil lab status` exit code when no lab is up (tests skip on it)."""

@@ -15,6 +15,7 @@ from lab.topology import LOOPBACK, HubSpec
 
 PROBE_TIMEOUT = 1.0
 BROKER_PORT = 8883
+ENGINE_PROBE_SECONDS = "3"
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,10 @@ def probe(hub: HubSpec, container: Container) -> HubStatus:
     power = {"running": "on", "paused": "hung"}.get(state, "off")
     engine = nucleus = "-"
     if power == "on":
-        rc, out = _exec(container, ["docker", "version", "--format", "{{.Server.Version}}"])
-        engine = out if rc == 0 and out else "down"
+        # bounded: during boot the inner engine's socket exists before it answers
+        rc, out = _exec(container, ["timeout", ENGINE_PROBE_SECONDS, "docker", "version", "--format",
+                                    "{{.Server.Version}}"])
+        engine = out.split("+")[0] if rc == 0 and out else "down"
         rc, _ = _exec(container, ["pgrep", "-f", "/opt/hil-lab/nucleus"])
         nucleus = "running" if rc == 0 else "down"
     return HubStatus(
