@@ -2,8 +2,9 @@
 
 `up`: engine -> state and CA -> images -> network -> registry (+ component images
 pushed to it) -> rackd (PDU, consoles) -> hub containers, powered on through the
-PDU -> wait for each hub's sshd. `down` removes every container, network and
-volume labelled hil-lab=1 and stops rackd; images (a cache) and lab/.state stay.
+PDU -> wait for each hub's sshd. `down` removes the containers `up` ran (labelled
+hil-lab=1 and hil-lab.role), every network and volume labelled hil-lab=1, and stops
+rackd; images (a cache) and lab/.state stay.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from lab.topology import (
     REGISTRY_CONTAINER,
     REGISTRY_HOST_PORT,
     REGISTRY_PORT,
+    ROLE_LABEL,
     STATE_DIR,
     SUBNET,
     HubSpec,
@@ -170,7 +172,8 @@ def ensure_registry(client: docker.DockerClient, images: LabImages, state: LabSt
             restart_policy={"Name": "unless-stopped"},
         )
         created = client.api.create_container(
-            images.registry, name=REGISTRY_CONTAINER, hostname="registry", labels=LABELS,
+            images.registry, name=REGISTRY_CONTAINER, hostname="registry",
+            labels={**LABELS, ROLE_LABEL: "registry"},
             ports=[REGISTRY_PORT], host_config=host_config,
             networking_config=client.api.create_networking_config(
                 {NETWORK: client.api.create_endpoint_config(ipv4_address=REGISTRY_ADDRESS)}),
@@ -234,7 +237,7 @@ def ensure_hub_container(client: docker.DockerClient, network: Network, hub: Hub
     )
     created = client.api.create_container(
         images.hub, name=hub.container, hostname=hub.name, stdin_open=True, tty=False,
-        labels={**LABELS, HUB_LABEL: hub.name}, host_config=host_config,
+        labels={**LABELS, ROLE_LABEL: "hub", HUB_LABEL: hub.name}, host_config=host_config,
         networking_config=client.api.create_networking_config(
             {NETWORK: client.api.create_endpoint_config(ipv4_address=hub.address)}),
     )
@@ -309,7 +312,7 @@ def down(*, stop_engine: bool = False, state_dir: Path = STATE_DIR) -> DownResul
     client = engine.existing_client()
     if client is not None:
         selector: dict[str, Any] = {"label": f"{LABEL}=1"}
-        found = client.containers.list(all=True, filters=selector)
+        found = client.containers.list(all=True, filters={"label": [f"{LABEL}=1", ROLE_LABEL]})
         with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
             list(pool.map(lambda c: c.remove(force=True, v=True), found))
         containers = [c.name for c in found]
@@ -331,7 +334,7 @@ def down(*, stop_engine: bool = False, state_dir: Path = STATE_DIR) -> DownResul
 def running_hubs(client: docker.DockerClient) -> list[tuple[HubSpec, Container]]:
     """The lab's hub containers (any state), in rack order."""
     found = []
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+    for container in client.containers.list(all=True, filters={"label": [f"{LABEL}=1", HUB_LABEL]}):
         name = container.labels.get(HUB_LABEL)
         hub = hub_by_name(name) if name else None
         if hub is not None:

@@ -14,6 +14,10 @@ STATE_DIR = LAB_DIR / ".state"
 LABEL = "hil-lab"
 """Label (value "1") on every container, network and volume the lab creates."""
 HUB_LABEL = "hil-lab.hub"
+ROLE_LABEL = "hil-lab.role"
+"""On the containers `lab up` runs (hub|registry). Lab images carry hil-lab=1 too, and a
+container inherits its image's labels: `down` must not remove containers that someone
+ran by hand from a lab image, so it selects on this label as well."""
 NETWORK = "hil-lab"
 SUBNET = "172.28.77.0/24"
 GATEWAY = "172.28.77.1"
