@@ -384,9 +384,12 @@ class SerialConsole:
             self._write(password + "\r")
             text = self._settle(deadline)
             state = classify(text)
-        if _LOGIN_FAILED.search(text) and state is not ConsoleState.SHELL:
-            # PAM waits a few seconds after a failure before the next prompt.
-            state = classify(text + self._settle(deadline))
+        refused = _LOGIN_FAILED.search(text)
+        if state is not ConsoleState.SHELL and refused:
+            # A clean refusal: retrying the same credentials only adds PAM's fail delay.
+            raise InfrastructureError(
+                f"{self.device}: console login as {user} failed ({refused.group(0)}); "
+                "check console.login in devices.yaml")
         return state
 
     # -- commands ------------------------------------------------------------
