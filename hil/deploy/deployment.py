@@ -263,11 +263,11 @@ class Deployment:
             (f"\n[exit {r.exit_status}]" if r.exit_status else "")
 
     # -- restore -----------------------------------------------------------------------
-    def restore(self) -> RestoreResult:
+    def restore(self, on_phase: Callable[[str], None] | None = None) -> RestoreResult:
         """Back to the snapshot taken by deploy(); the snapshot saved on the hub is used when none."""
         snap = self.snapshot or read_saved(self.shell, self.staging_root)
         if snap is None:
             raise NothingToRestore("nothing to restore: no snapshot was taken or saved on the hub",
                                    device=self.device)
         return restore_snapshot(self.shell, self.gg, snap, timeouts=self.timeouts, poll=self.poll,
-                                on_phase=self._phase, clock=self._clock, sleep=self._sleep)
+                                on_phase=on_phase or self._phase, clock=self._clock, sleep=self._sleep)

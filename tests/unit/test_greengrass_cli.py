@@ -1,0 +1,119 @@
+"""`hil deploy` / `hil rollback`: exit codes and flow (the hub is the scripted one of the deployment tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from test_greengrass_deployment import CONTAINER, FakeClock, FakeHub, Script
+from typer.testing import CliRunner
+
+from hil.commands import deploy as deploy_cmd
+
+CANDIDATES = Path(__file__).resolve().parents[2] / "candidates"
+# any valid ed25519 public key: the command must get as far as connecting
+PUBKEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHd1bT0pNn2lJxUBj6kU4H6W1PtkBmv6R2yTkT9m1ZbF"
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    a = typer.Typer()
+    deploy_cmd.register(a)
+    return a
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def inventory(tmp_path: Path) -> Path:
+    port = free_port()  # nothing listens there: connecting is refused at once
+    (tmp_path / "key").write_text("not used\n")
+    (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {PUBKEY}\n")
+    inv = tmp_path / "devices.yaml"
+    inv.write_text(
+        "devices:\n  hub-t:\n    ssh: {host: 127.0.0.1, port: %d, user: hil, key_file: key, "
+        "known_hosts: known_hosts}\ntimeouts: {ssh_connect: 2, settle: 0.3, deployment: 5}\n" % port)
+    return inv
+
+
+def invoke(app: typer.Typer, *args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+def test_bad_candidate_exits_2_naming_the_file(app: typer.Typer, inventory: Path, tmp_path: Path) -> None:
+    (tmp_path / "cand/recipes").mkdir(parents=True)
+    (tmp_path / "cand/recipes/x.yaml").write_text("ComponentName: [\n")
+    r = invoke(app, "deploy", "hub-t", "--candidate", str(tmp_path / "cand"), "--devices", str(inventory))
+    assert r.exit_code == 2
+    assert "x.yaml" in r.output and "not valid YAML" in r.output
+
+
+def test_unknown_hub_exits_2(app: typer.Typer, inventory: Path) -> None:
+    r = invoke(app, "deploy", "hub-zz", "--candidate", str(CANDIDATES / "good"), "--devices", str(inventory))
+    assert r.exit_code == 2 and "unknown device hub-zz" in r.output
+
+
+def test_unreachable_hub_exits_3(app: typer.Typer, inventory: Path) -> None:
+    r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "good"), "--devices", str(inventory))
+    assert r.exit_code == 3, r.output
+    r = invoke(app, "rollback", "hub-t", "--devices", str(inventory))
+    assert r.exit_code == 3, r.output
+
+
+@pytest.fixture
+def fake_hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    hub = FakeHub(FakeClock())
+
+    @contextlib.contextmanager
+    def connect(inv: object, device: object) -> Iterator[tuple[FakeHub, FakeHub]]:
+        yield hub, hub
+
+    monkeypatch.setattr(deploy_cmd, "_connect", connect)
+    return hub
+
+
+def test_deploy_then_restore_exits_0(app: typer.Typer, inventory: Path, fake_hub: FakeHub,
+                                     tmp_path: Path) -> None:
+    r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "good"), "--devices", str(inventory),
+               "--evidence", str(tmp_path / "ev"))
+    assert r.exit_code == 0, r.output
+    assert "restored the previous component set" in r.output
+    assert CONTAINER not in fake_hub.components
+
+
+def test_failed_deployment_exits_1_and_writes_logs(app: typer.Typer, inventory: Path, fake_hub: FakeHub,
+                                                   tmp_path: Path) -> None:
+    fake_hub.scripts.append(Script(statuses=["FAILED"], states={"com.hbs.hub.Broken": ["BROKEN"]},
+                                   failure=["Deployment Failure Cause: Service com.hbs.hub.Broken in broken "
+                                            "state after deployment"]))
+    r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "bad"), "--devices", str(inventory),
+               "--evidence", str(tmp_path / "ev"))
+    assert r.exit_code == 1, r.output
+    assert "broken state" in r.output
+    logs = list((tmp_path / "ev/hub-fake").rglob("*.txt"))
+    assert {p.name for p in logs} >= {"greengrass.log.txt", "com.hbs.hub.Broken.log.txt", "docker_ps_-a.txt"}
+    assert "com.hbs.hub.Broken" not in fake_hub.components  # torn down all the same
+
+
+def test_keep_deployed_then_rollback(app: typer.Typer, inventory: Path, fake_hub: FakeHub) -> None:
+    r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "good"), "--devices", str(inventory),
+               "--keep-deployed")
+    assert r.exit_code == 0, r.output
+    assert CONTAINER in fake_hub.components and "hil rollback hub-t" in r.output
+    # a second deploy is refused until the rollback
+    r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "good"), "--devices", str(inventory))
+    assert r.exit_code == 2 and "rollback" in r.output
+    r = invoke(app, "rollback", "hub-t", "--devices", str(inventory))
+    assert r.exit_code == 0, r.output
+    assert CONTAINER not in fake_hub.components
+    r = invoke(app, "rollback", "hub-t", "--devices", str(inventory))
+    assert r.exit_code == 0 and "nothing to roll back" in r.output
