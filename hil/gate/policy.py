@@ -129,14 +129,25 @@ def load_policy(path: str | os.PathLike[str] = DEFAULT_POLICY_FILE) -> GatePolic
     return policy.model_copy(update={"path": p.resolve(), "ledger": ledger})
 
 
+_UNION_TAGS = {"int", "str", "float", "bool", "date", "list", "dict", "none"}
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # pydantic adds the union branch ("int", "literal['all']") to the location: not a field
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p in _UNION_TAGS or "[" in p))]
+    return ".".join(parts) or "(top level)"
+
+
 def _from_validation(exc: ValidationError, fname: str) -> UserError:
     errors = exc.errors()
-    first = errors[0]
-    field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
+    field = _field_path(errors[0]["loc"])
+    same = [e for e in errors if _field_path(e["loc"]) == field]
+    msgs = list(dict.fromkeys(e["msg"].removeprefix("Value error, ") for e in same))
+    msg = " or ".join(msgs)
+    if errors[0]["type"] == "extra_forbidden":
         msg = "unknown field (typo?)"
-    elif first["type"] == "missing":
+    elif errors[0]["type"] == "missing":
         msg = "required field is missing"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    rest = len(errors) - len(same)
+    more = f" (and {rest} more problem(s))" if rest else ""
     return UserError(msg + more, file=fname, field=field)

@@ -213,8 +213,9 @@ def read_metadata(run_dir: Path, warnings: list[str]) -> RunMetadata:
         meta.finished = finished
     elif status:
         meta.finished = status.lower() in ("finished", "complete", "completed", "done")
-    elif doc:
-        meta.finished = bool(doc.get("ended") or doc.get("finished_at") or doc.get("end"))
+    elif doc.get("ended") or doc.get("finished_at"):
+        meta.finished = True
+    # otherwise nobody said: only an explicit "not finished" makes a run partial
     inv = doc.get("inventory")
     meta.inventory_sha256 = _str(doc.get("inventory_sha256")) or (
         _str(inv.get("sha256")) if isinstance(inv, dict) else None)
@@ -276,7 +277,7 @@ def read_jsonl(path: Path, warnings: list[str]) -> Iterator[TestRecord]:
             nodeid=str(doc["nodeid"]), outcome=outcome,
             failure_class=_failure_class(doc.get("failure_class")) or (
                 classify(outcome, message) if outcome is not Outcome.PASSED else None),
-            message=message, duration=_float(doc.get("duration")),
+            message=message, duration=_float(doc.get("duration", doc.get("duration_s"))),
             device=_str(doc.get("device")), model=_str(doc.get("model")),
             suites=_suites(doc.get("suites") or doc.get("suite") or doc.get("markers"), str(doc["nodeid"])),
             allure_uuid=_str(doc.get("allure_uuid")) or _str(doc.get("uuid")) or _str(allure.get("uuid")),
@@ -370,7 +371,10 @@ def read_allure(allure_dir: Path, warnings: list[str]) -> Iterator[TestRecord]:
             message=message,
             duration=(stop - start) / 1000 if isinstance(start, int) and isinstance(stop, int) else None,
             device=_first(labels, "device", "hil.device"), model=_first(labels, "model", "hil.model"),
-            suites=_suites(labels.get("tag", []) + labels.get("suite_marker", []), nodeid),
+            # the plugin sets the "suite" label to the suite's name; allure's own default is
+            # the module name, which is not a suite
+            suites=_suites(labels.get("tag", []) + [s for s in labels.get("suite", [])
+                                                    if not s.startswith("test")], nodeid),
             allure_uuid=_str(doc.get("uuid")), allure_name=str(doc["name"]),
             start_ms=start if isinstance(start, int) else None, source="allure")
 
