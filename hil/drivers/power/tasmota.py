@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hil.drivers.power.registry import register_power_driver
 from hil.errors import InfrastructureError
 from hil.inventory import SecretRef
-from hil.redact import register_secret
+from hil.redact import redact, register_secret
 from hil.steps import step
 from hil.timeouts import Timeouts
 
@@ -65,8 +65,14 @@ class TasmotaOutlet:
                                   timeout=self.timeouts.power_request)
             resp.raise_for_status()
             body: Any = resp.json()
+        except requests.HTTPError:
+            raise PowerError(f"{self.device}: PDU {url} refused {cmnd!r}: HTTP {resp.status_code}"
+                             + (" (check power.user / power.password)"
+                                if resp.status_code in (401, 403) else "")) from None
         except requests.RequestException as exc:
-            raise PowerError(f"{self.device}: PDU {url} did not answer {cmnd!r}: {exc}") from None
+            # The URL in requests' message carries the query string, password included.
+            raise PowerError(redact(f"{self.device}: PDU {url} did not answer {cmnd!r}: "
+                                    f"{type(exc).__name__}: {exc}")) from None
         except ValueError:
             raise PowerError(f"{self.device}: PDU {url} answered {cmnd!r} with non-JSON "
                              f"{resp.text[:200]!r}") from None
