@@ -1,4 +1,4 @@
-"""`hil deploy` / `hil rollback`: exit codes and flow (the hub is the scripted one of the deployment tests)."""
+"""`hil deploy` / `hil rollback`: exit codes and flow, on the scripted hub of the deployment tests."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def inventory(tmp_path: Path) -> Path:
     (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {PUBKEY}\n")
     inv = tmp_path / "devices.yaml"
     inv.write_text(
-        "devices:\n  hub-t:\n    ssh: {host: 127.0.0.1, port: %d, user: hil, key_file: key, "
-        "known_hosts: known_hosts}\ntimeouts: {ssh_connect: 2, settle: 0.3, deployment: 5}\n" % port)
+        f"devices:\n  hub-t:\n    ssh: {{host: 127.0.0.1, port: {port}, user: hil, key_file: key, "
+        "known_hosts: known_hosts}\ntimeouts: {ssh_connect: 2, settle: 0.3, deployment: 5}\n")
     return inv
 
 
