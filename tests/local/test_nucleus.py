@@ -183,8 +183,14 @@ def transitions(log: str, name: str) -> list[tuple[str, str]]:
 # ---- CLI parsing and exit codes -------------------------------------------------------------------
 
 
-def test_no_arguments_exits_2_with_usage(gg: NucleusProcess) -> None:
-    result = gg.cli(root_option=False)
+@pytest.fixture
+def idle(base: Path) -> NucleusProcess:
+    """A root without a running nucleus: option parsing never reaches the IPC socket."""
+    return NucleusProcess(base / "root")
+
+
+def test_no_arguments_exits_2_with_usage(idle: NucleusProcess) -> None:
+    result = idle.cli(root_option=False)
     assert result.returncode == 2
     assert result.stdout == ""
     assert "Usage: greengrass-cli" in result.stderr
@@ -199,8 +205,9 @@ def test_no_arguments_exits_2_with_usage(gg: NucleusProcess) -> None:
     (["component", "details"], "Missing required option: '--name=<componentName>'"),
     (["deployment", "frobnicate"], "Unmatched argument"),
 ])
-def test_parse_errors_exit_0_with_usage_on_stderr(gg: NucleusProcess, args: list[str], message: str) -> None:
-    result = gg.cli(*args)
+def test_parse_errors_exit_0_with_usage_on_stderr(idle: NucleusProcess, args: list[str],
+                                                   message: str) -> None:
+    result = idle.cli(*args)
     assert result.returncode == 0
     assert result.stdout == ""
     assert message in result.stderr
@@ -443,3 +450,23 @@ def test_power_cycle_brings_components_back(gg: NucleusProcess, base: Path) -> N
     assert gg.log("com.hbs.Persist").count("stdout. up.") == 2
     assert gg.log("com.hbs.Persist").count("stdout. install.") == 2  # Install re-runs at every start
     assert STATUS_LINE.match(gg.status(dep_id)[0]).group(2) == "SUCCEEDED"  # type: ignore[union-attr]
+
+
+def test_run_component_that_crashes_succeeds_first_then_goes_broken(gg: NucleusProcess, base: Path) -> None:
+    write_recipe(base / "r", "com.hbs.Crash", "1.0.0", {"Run": "sleep 0.3; exit 2"})
+    dep_id = gg.deploy("-r", str(base / "r"), "-m", "com.hbs.Crash=1.0.0")
+    # RUNNING as soon as spawned, so the deployment succeeds: checks must keep watching.
+    assert gg.wait_done(dep_id)[0].endswith("SUCCEEDED")
+    wait_for("Crash BROKEN", lambda: gg.components()["com.hbs.Crash"]["State"] == "BROKEN")
+    errored = [t for t in transitions(gg.log(), "com.hbs.Crash") if t[1] in ("ERRORED", "BROKEN")]
+    assert errored == [("RUNNING", "ERRORED"), ("RUNNING", "ERRORED"), ("RUNNING", "BROKEN")]
+    assert "Run script exited. {exitCode=2" in gg.log("com.hbs.Crash")
+
+
+def test_startup_timeout_counts_as_an_error(gg: NucleusProcess, base: Path) -> None:
+    write_recipe(base / "r", "com.hbs.Hang", "1.0.0", {"Startup": {"Script": "sleep 30", "Timeout": 1}})
+    dep_id = gg.deploy("-r", str(base / "r"), "-m", "com.hbs.Hang=1.0.0", "-fp", "ROLLBACK")
+    lines = gg.wait_done(dep_id)
+    assert lines[0].endswith("FAILED") and lines[2] == "Detailed Status: FAILED_ROLLBACK_COMPLETE"
+    assert "com.hbs.Hang" not in gg.components()  # rolled back to the empty set
+    assert gg.log("com.hbs.Hang").count("Startup script timed out") == 3
