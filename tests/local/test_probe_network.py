@@ -54,6 +54,7 @@ def listeners() -> Iterator[list[int]]:
         s.close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("nmap"), reason="nmap not installed (apt-get install nmap)")
 def test_nmap_and_python_fallback_agree(listeners: list[int]) -> None:
     by_nmap = ports.scan_tcp("127.0.0.1")
