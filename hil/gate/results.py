@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -17,6 +18,9 @@ INFRASTRUCTURE_EXCEPTIONS = ("InfrastructureError", "DeviceUnreachable", "Comman
                              "HostKeyMismatch", "LeaseNotGranted", "LeaseTimeout", "HubBroken",
                              "PowerError")
 PRODUCT_EXCEPTIONS = ("AssertionError", "ProductError", "CommandFailed")
+
+
+_INFRA_RE = re.compile(r"(?:[\w.]+\.)?(?:" + "|".join(INFRASTRUCTURE_EXCEPTIONS) + r")\b")
 
 
 class Outcome(StrEnum):
@@ -104,8 +108,9 @@ def classify(outcome: Outcome, message: str, *, allure_status: str | None = None
         if "infrastructure" in text.lower():
             return FailureClass.INFRASTRUCTURE
         return FailureClass.HARNESS if "[harness]" in text else None
-    if any(name in text for name in INFRASTRUCTURE_EXCEPTIONS) or text.lower().startswith(
-            ("[infrastructure]", "infrastructure:")):
+    # the exception's type starts the message ("DeviceUnreachable: ..."); a product
+    # assertion may well *mention* a lab exception further on
+    if _INFRA_RE.match(text) or text.lower().startswith(("[infrastructure]", "infrastructure:")):
         return FailureClass.INFRASTRUCTURE
     if allure_status == "failed" or any(text.startswith(n) or f"\n{n}" in text or f"E   {n}" in text
                                         for n in PRODUCT_EXCEPTIONS):
