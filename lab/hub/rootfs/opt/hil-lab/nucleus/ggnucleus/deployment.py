@@ -264,7 +264,7 @@ class DeploymentService:
             for group, roots in sorted(groups.items()):
                 for name, version in roots.items():
                     constraints.setdefault(name, []).append((group, "=" + version))
-            for name, version in chosen.items():
+            for name in chosen:
                 for dep, spec in recipes[name].dependencies.items():
                     constraints.setdefault(dep, []).append((name, spec.requirement))
             new: dict[str, str] = {}

@@ -147,7 +147,7 @@ def parse_recipe(text: str, fmt: str, device: dict[str, str] | None = None, sour
         req = str(ci(dep, "VersionRequirement", "*") or "*")
         try:
             Range.parse(req)
-        except (VersionError, AssertionError) as exc:
+        except VersionError as exc:
             raise RecipeError(f"Invalid VersionRequirement {req!r} for dependency {dep_name} of {name}") from exc
         dtype = str(ci(dep, "DependencyType", "HARD") or "HARD").upper()
         deps[str(dep_name)] = Dependency(req, dtype != "SOFT")

@@ -97,12 +97,14 @@ def _v(major: int, minor: int, patch: int, pre: tuple[str, ...] = ()) -> Version
 def _expand(token: str) -> list[Comparator]:
     """One npm range token (operator + partial version) as a list of comparators."""
     m = re.match(r"^(<=|>=|<|>|=|~>|~|\^)?\s*(.*)$", token)
-    assert m
+    if not m:
+        raise VersionError(f"Invalid range token: {token}")
     op, rest = m.group(1) or "", m.group(2)
     if rest in ("", "*", "x", "X"):
         return [] if op in ("", "=", ">=", "~", "^") else [Comparator("<", _v(0, 0, 0, ("0",)))]
     major, minor, patch, pre = _partial(rest)
-    assert major is not None
+    if major is None:
+        raise VersionError(f"Invalid range token: {token}")
     if op in ("~", "~>"):
         lo = _v(major, minor or 0, patch or 0, pre)
         hi = _v(major + 1, 0, 0, ("0",)) if minor is None else _v(major, minor + 1, 0, ("0",))
@@ -145,8 +147,10 @@ class Range:
             if hyphen:
                 lo = _expand(">=" + hyphen.group(1))
                 a, b, c, pre = _partial(hyphen.group(2))
-                assert a is not None
-                if b is None or c is None:
+                hi: list[Comparator]
+                if a is None:
+                    hi = []  # "X - *": no upper bound
+                elif b is None or c is None:
                     hi = [Comparator("<", _v(a + 1, 0, 0, ("0",)) if b is None else _v(a, b + 1, 0, ("0",)))]
                 else:
                     hi = [Comparator("<=", _v(a, b, c, pre))]
