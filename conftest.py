@@ -1,0 +1,7 @@
+"""Root conftest: loads the harness's pytest plugins, nothing else."""
+
+pytest_plugins = [
+    "fixtures.run",
+    "fixtures.devices",
+    "fixtures.outcomes",
+]

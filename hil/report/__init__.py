@@ -1,0 +1,1 @@
+"""Reports: Allure wiring (steps, labels, environment, categories) and run records."""

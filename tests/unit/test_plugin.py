@@ -1,0 +1,264 @@
+"""The pytest plugin, run inside pytester: options, selection, leases, broken hubs, classes."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from hil.inventory import load_inventory
+from hil.lease import make_lease_store
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = 'pytest_plugins = ["fixtures.run", "fixtures.devices", "fixtures.outcomes"]\n'
+INI = textwrap.dedent("""\
+    [pytest]
+    addopts = -p no:cacheprovider
+    markers =
+        smoke: s
+        functional: f
+        latency: l
+        security: s
+        requires(model=None, tag=None): r
+    """)
+
+
+def _pubkey() -> str:
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    return key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+
+
+def write_rack(root: Path, *, extra_device: str = "") -> Path:
+    """A valid inventory whose hubs are closed loopback ports (unreachable, fast)."""
+    (root / "keys").mkdir(exist_ok=True)
+    (root / "keys" / "id").write_text("not used: nothing connects\n")
+    pub = _pubkey()
+    (root / "known_hosts").write_text(
+        f"[127.0.0.1]:9 {pub}\n[127.0.0.1]:10 {pub}\n[127.0.0.1]:11 {pub}\n")
+    inv = root / "rack.yaml"
+    inv.write_text(textwrap.dedent(f"""\
+        lab: plugin-test
+        defaults:
+          ssh: {{user: hil, key_file: keys/id, known_hosts: known_hosts}}
+        lease: {{directory: {root / "leases"}}}
+        timeouts: {{ssh_connect: 1, recovery: 5, boot: 2}}
+        selection: {{exclude_tags: [vulnerable]}}
+        devices:
+          hub-a: {{model: pi4, tags: [fast], ssh: {{host: 127.0.0.1, port: 9}}}}
+          hub-b: {{model: pi5, tags: [fast, big], ssh: {{host: 127.0.0.1, port: 10}}}}
+          hub-v: {{model: pi4, tags: [vulnerable], ssh: {{host: 127.0.0.1, port: 11}}}}
+        {extra_device}"""))
+    return inv
+
+
+@pytest.fixture
+def rack(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    pytester.makeconftest(CONFTEST)
+    pytester.makeini(INI)
+    monkeypatch.setenv("HIL_REPORTS_DIR", str(pytester.path / "reports"))
+    monkeypatch.setenv("HIL_RUN_ID", "t1")
+    return write_rack(pytester.path)
+
+
+SELECTION_TESTS = textwrap.dedent("""\
+    import pytest
+
+    def test_any(_hil_device):
+        pass
+
+    @pytest.mark.requires(model="pi5")
+    def test_pi5(_hil_device):
+        pass
+
+    def test_no_device():
+        pass
+    """)
+
+
+def _ids(result: pytest.RunResult) -> list[str]:
+    return sorted(line.split(" ")[0].split("::")[-1] for line in result.outlines
+                  if "::" in line and (" PASSED" in line or " SKIPPED" in line))
+
+
+def test_default_selection_excludes_excluded_tags(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(SELECTION_TESTS)
+    result = pytester.runpytest("--devices", str(rack), "-v")
+    result.assert_outcomes(passed=4)
+    assert _ids(result) == ["test_any[hub-a]", "test_any[hub-b]", "test_no_device", "test_pi5[hub-b]"]
+
+
+def test_device_by_name_and_tag(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(SELECTION_TESTS)
+    result = pytester.runpytest("--devices", str(rack), "-v", "--device", "hub-v", "--device-tag", "big")
+    assert _ids(result) == ["test_any[hub-b]", "test_any[hub-v]", "test_no_device", "test_pi5[hub-b]"]
+
+
+def test_requires_without_match_skips_with_a_reason(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(SELECTION_TESTS)
+    result = pytester.runpytest("--devices", str(rack), "-rs", "--device", "hub-a")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*no selected device matches requires(model=pi5)*"])
+
+
+def test_unknown_device_is_a_usage_error(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(SELECTION_TESTS)
+    result = pytester.runpytest("--devices", str(rack), "--device", "hub-zz")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*file {rack}*unknown device hub-zz*"])
+
+
+def test_bad_inventory_stops_before_anything_runs(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(SELECTION_TESTS)
+    rack.write_text(rack.read_text().replace("port: 10}", "port: 70000}"))
+    result = pytester.runpytest_subprocess("--devices", str(rack))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "device hub-b" in err and "field ssh.port" in err and str(rack) in err
+    assert "Traceback" not in err + result.stdout.str()
+    assert "passed" not in result.stdout.str()
+
+
+def test_missing_known_hosts_entry_stops_the_run(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(SELECTION_TESTS)
+    (rack.parent / "known_hosts").write_text("")
+    result = pytester.runpytest_subprocess("--devices", str(rack))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "field ssh.known_hosts" in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_lease_timeout_skips_as_infrastructure(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile("def test_x(_hil_device):\n    pass\n")
+    store = make_lease_store(load_inventory(rack))
+    held = store.acquire("hub-a", timeout=1)  # another "run" holds hub-a
+    try:
+        result = pytester.runpytest("--devices", str(rack), "--lease-timeout", "0.3", "-rs")
+    finally:
+        held.release()
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*[[]infrastructure[]] hub-a: no free device among hub-a within 0.3s*"])
+
+
+def test_unreachable_hub_is_broken_and_its_tests_skip(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(textwrap.dedent("""\
+        def test_one(hub):
+            raise AssertionError("must not run on a broken hub")
+
+        def test_two(hub):
+            raise AssertionError("must not run on a broken hub")
+        """))
+    result = pytester.runpytest("--devices", str(rack), "--device", "hub-a", "-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(["*[[]infrastructure[]]*hub-a could not be recovered*no power outlet*",
+                                 "*[[]infrastructure[]]*hub-a*broken*"])
+    lines = [json.loads(x) for x in
+             (pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines()]
+    assert [(r["device"], r["outcome"], r["failure_class"]) for r in lines] == \
+        [("hub-a", "skipped", "infrastructure")] * 2
+
+
+FAILURES = textwrap.dedent("""\
+    from hil.errors import DeviceUnreachable
+
+    def test_product():
+        assert 1 + 1 == 3
+
+    def test_harness():
+        {}["missing"]
+
+    def test_infra():
+        raise DeviceUnreachable("hub gone")
+
+    def test_ok(record_property):
+        record_property("x", "1")
+    """)
+
+
+def test_failure_classes_reach_message_junit_and_results(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(FAILURES)
+    result = pytester.runpytest("--devices", str(rack), "--junitxml", "junit.xml")
+    result.assert_outcomes(passed=1, failed=3)
+    out = result.stdout.str()
+    assert "AssertionError: [product] assert (1 + 1) == 3" in out
+    assert "KeyError: '[harness] missing'" in out
+    assert "DeviceUnreachable: [infrastructure] hub gone" in out
+    junit = (pytester.path / "junit.xml").read_text()
+    for cls in ("product", "harness", "infrastructure"):
+        assert f'<property name="failure_class" value="{cls}" />' in junit
+    rows = {r["nodeid"].split("::")[1]: r for r in map(json.loads, (
+        pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines())}
+    assert {k: v["failure_class"] for k, v in rows.items()} == {
+        "test_product": "product", "test_harness": "harness", "test_infra": "infrastructure", "test_ok": None}
+    assert rows["test_product"]["message"].startswith("AssertionError: [product]")
+
+
+def test_allure_results_carry_labels_categories_and_environment(pytester: pytest.Pytester,
+                                                               rack: Path) -> None:
+    pytester.makepyfile(textwrap.dedent("""\
+        import pytest
+        from hil.steps import step
+
+        @pytest.mark.smoke
+        def test_step(_hil_device):
+            with step("ssh: true", device=_hil_device.name) as st:
+                st.exit_status = 0
+                st.attach("stdout", "hello")
+            assert False, "device said no"
+        """))
+    result = pytester.runpytest("--devices", str(rack), "--device", "hub-b", "--alluredir", "allure")
+    result.assert_outcomes(failed=1)
+    res_dir = pytester.path / "allure"
+    cats = json.loads((res_dir / "categories.json").read_text())
+    assert {c["name"].split(" ")[0] for c in cats} == {"Infrastructure", "Product", "Harness"}
+    env = (res_dir / "environment.properties").read_text()
+    assert "inventory.sha256=" in env and "devices=hub-b" in env and "harness.revision=" in env
+    (res,) = [json.loads(p.read_text()) for p in res_dir.glob("*-result.json")]
+    labels = {(lb["name"], lb["value"]) for lb in res["labels"]}
+    assert {("device", "hub-b"), ("model", "pi5"), ("suite", "smoke"),
+            ("failure_class", "product")} <= labels
+    assert res["statusDetails"]["message"].startswith("AssertionError: [product] device said no")
+    (st,) = res["steps"]
+    assert st["name"] == "ssh: true"
+    assert {"name": "exit status", "value": "0"} in st["parameters"]
+    assert [a["name"] for a in st["attachments"]] == ["stdout"]
+
+
+def test_xdist_keeps_each_device_on_one_worker(pytester: pytest.Pytester, rack: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIDS_FILE", str(pytester.path / "pids.txt"))
+    pytester.makepyfile(textwrap.dedent("""\
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_x(_hil_device, i):
+            with open(os.environ["PIDS_FILE"], "a") as f:
+                f.write(f"{_hil_device.name} {os.getpid()}\\n")
+        """))
+    result = pytester.runpytest_subprocess("--devices", str(rack), "-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=8)
+    pids: dict[str, set[str]] = {}
+    for line in (pytester.path / "pids.txt").read_text().splitlines():
+        dev, pid = line.split()
+        pids.setdefault(dev, set()).add(pid)
+    assert set(pids) == {"hub-a", "hub-b"}
+    assert all(len(p) == 1 for p in pids.values())  # one worker per device
+    rows = (pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines()
+    assert len(rows) == 8  # the controller wrote every worker's results once
+
+
+def test_device_of_node_id_prefers_the_longest_bounded_name() -> None:
+    from fixtures.xdist_scheduling import device_of
+
+    devs = ["hub", "hub-01", "hub-0", "hub-01-b"]
+    assert device_of("t.py::test_x[hub-01]", devs) == "hub-01"
+    assert device_of("t.py::test_x[hub-01-3]", devs) == "hub-01"
+    assert device_of("t.py::test_x[3-hub-0]", devs) == "hub-0"
+    assert device_of("t.py::test_x[hub-01-b-2]", devs) == "hub-01-b"
+    assert device_of("t.py::test_x[nohub]", devs) is None
+    assert device_of("t.py::test_x", devs) is None
