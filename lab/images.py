@@ -8,6 +8,7 @@ tagged by a content hash of its inputs, so `ensure_images` builds only what is m
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -51,7 +52,9 @@ BASE_PRUNE = (
     "usr/share/info", "usr/share/locale", "etc/ssh/ssh_host_*", "etc/machine-id",
     "etc/hostname", "etc/resolv.conf", "var/log/*.log",
 )
-BASE_RECIPE_VERSION = "1"
+# No image carries a `hil-lab` label: containers inherit image labels, and the lab
+# finds what it created by that label. Images are found by their `hil-lab/` names.
+BASE_RECIPE_VERSION = "2"
 BUILD_ROOT = Path("/var/tmp")  # noqa: S108 - a fixed, root-owned build area (rootfs is ~700 MB)
 # .deb cache shared by successive base builds: a rebuild then needs no download.
 DEB_CACHE = BUILD_ROOT / "hil-lab-cache" / "debs"
@@ -163,7 +166,24 @@ def ensure_images(client: docker.DockerClient, *, state_dir: Path,
         (tag, functools.partial(builder.docker_build, IMAGES_DIR / name, tag, plan.base, f"component {name}"))
         for name, tag in plan.components.items()])
     _record(state_dir, plan)
+    if builder.timings:
+        _remove_superseded(client, plan)
+        if progress is not None:
+            done = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in builder.timings.items())
+            progress.console.print(f"lab images built: {done}")
     return plan
+
+
+def _remove_superseded(client: docker.DockerClient, plan: LabImages) -> None:
+    """Drop older tags of the lab's images (each base is ~450 MB); keep any still in use."""
+    current = {plan.base, plan.hub, plan.registry, *plan.components.values()}
+    for repository in ("base", "hub", "registry", *COMPONENTS):
+        for image in client.images.list(name=f"hil-lab/{repository}"):
+            for tag in image.tags:
+                if tag not in current:
+                    # A container (e.g. a running hub) may still use it: then it stays.
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(tag, noprune=False)
 
 
 def _record(state_dir: Path, images: LabImages) -> None:
@@ -200,7 +220,7 @@ class _Builder:
         for tag, build in missing:
             started = time.monotonic()
             build()
-            self.timings[tag] = time.monotonic() - started
+            self.timings[tag.partition(":")[0].removeprefix("hil-lab/")] = time.monotonic() - started
             self._advance(task, 1)
 
     def describe(self, task: rich.progress.TaskID | None, text: str) -> None:
@@ -221,8 +241,7 @@ class _Builder:
         log: list[str] = []
         try:
             for chunk in self.client.api.build(path=str(context), tag=tag, buildargs={"BASE": base},
-                                               rm=True, forcerm=True, pull=False, decode=True,
-                                               labels={"hil-lab": "1"}):
+                                               rm=True, forcerm=True, pull=False, decode=True):
                 if "error" in chunk:
                     raise ImageBuildFailed(f"docker build of {tag} from {context} failed: "
                                            f"{chunk['error'].strip()}\n" + "".join(log[-30:]))
@@ -355,8 +374,7 @@ def _import_rootfs(client: docker.DockerClient, rootfs: Path, tag: str) -> None:
                           stdout=subprocess.PIPE) as tar:
         assert tar.stdout is not None
         try:
-            client.api.import_image_from_stream(tar.stdout, repository=repository, tag=version,
-                                                changes=["LABEL hil-lab=1"])
+            client.api.import_image_from_stream(tar.stdout, repository=repository, tag=version)
         except docker.errors.APIError as exc:
             tar.kill()
             raise ImageBuildFailed(f"docker import of {tag} failed: {exc}") from exc
