@@ -30,7 +30,7 @@ from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 log = logging.getLogger("hil.hub")
 
-LOGIN_PROMPT = r"(?i)login:\s*$"
+LOGIN_PROMPT = r"(?im)login:\s*$"
 _RETRY_PAUSE_S = 0.5
 """Pause between attempts while waiting for SSH to come back."""
 
