@@ -16,6 +16,8 @@ from lab.topology import LOOPBACK, HubSpec
 PROBE_TIMEOUT = 1.0
 BROKER_PORT = 8883
 ENGINE_PROBE_SECONDS = "3"
+NUCLEUS_PROCESS = "ggnucleus.daemon"
+"""The stand-in's process (lab/hub/rootfs/opt/hil-lab/nucleus/start); a cheap liveness probe."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def probe(hub: HubSpec, container: Container) -> HubStatus:
         rc, out = _exec(container, ["timeout", ENGINE_PROBE_SECONDS, "docker", "version", "--format",
                                     "{{.Server.Version}}"])
         engine = out.split("+")[0] if rc == 0 and out else "down"
-        rc, _ = _exec(container, ["pgrep", "-f", "/opt/hil-lab/nucleus"])
+        rc, _ = _exec(container, ["pgrep", "-f", NUCLEUS_PROCESS])
         nucleus = "running" if rc == 0 else "down"
     return HubStatus(
         name=hub.name, address=hub.address, power=power,
