@@ -4,4 +4,5 @@ pytest_plugins = [
     "fixtures.run",
     "fixtures.devices",
     "fixtures.outcomes",
+    "fixtures.gate",
 ]
