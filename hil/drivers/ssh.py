@@ -33,7 +33,9 @@ log = logging.getLogger("hil.drivers.ssh")
 
 _READ_CHUNK = 65536
 _POLL_TICK = 0.1
-"""Upper bound on one wait for channel output, so an exit status without EOF is seen."""
+"""Upper bound on one wait for EOF after the exit status."""
+_DRAIN_TICK = 0.01
+"""How often output is drained while a command runs (the exit status wakes us at once)."""
 
 
 class _PinnedHostKeys(paramiko.RejectPolicy):
@@ -241,16 +243,24 @@ class SshConnection:
                 out.append(chan.recv(_READ_CHUNK))
             while chan.recv_stderr_ready():
                 err.append(chan.recv_stderr(_READ_CHUNK))
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            done = chan.exit_status_ready()
+            # sshd may send exit-status before the last output: like OpenSSH's client, wait
+            # for EOF too, so no output is lost.
+            if done and chan.eof_received:
                 break
-            if chan.closed and not chan.exit_status_ready():
+            if chan.closed and not done:
                 raise DeviceUnreachable(
                     f"{self.device}: SSH channel closed before {command!r} reported an exit status")
             left = deadline - time.perf_counter()
             if left <= 0:
                 raise CommandTimeout(f"{self.device}: {command!r} did not finish within {limit:g}s")
-            # chan.fileno() is a pipe paramiko sets when stdout/stderr data or EOF arrives.
-            select.select([chan], [], [], min(left, _POLL_TICK))
+            if done:
+                # chan.fileno() is a pipe paramiko sets on output and on EOF.
+                select.select([chan], [], [], min(left, _POLL_TICK))
+            else:
+                # The exit status wakes us at once; output is drained every tick meanwhile
+                # (the 2 MiB channel window keeps the sender busy in between).
+                chan.status_event.wait(min(left, _DRAIN_TICK))
         status = chan.recv_exit_status()
         return (status, b"".join(out).decode("utf-8", "replace"),
                 b"".join(err).decode("utf-8", "replace"))

@@ -46,6 +46,13 @@ def test_arguments_are_not_reinterpreted_by_a_shell(conn: SshConnection) -> None
         conn.run("echo hi")  # a str is a Sequence[str]: refused at run time
 
 
+def test_large_output_is_complete(conn: SshConnection) -> None:
+    r = conn.run(["sh", "-c", "seq 1 400000; seq 1 1000 >&2"], timeout=30)
+    assert r.exit_status == 0
+    assert r.stdout.splitlines() == [str(i) for i in range(1, 400001)]
+    assert len(r.stderr.splitlines()) == 1000
+
+
 def test_stdin_is_sent_and_closed(conn: SshConnection) -> None:
     assert conn.run(["cat"], stdin="hello\nworld").stdout == "hello\nworld"
     assert conn.run(["cat"], timeout=5).stdout == ""  # EOF at once, no hang
