@@ -10,6 +10,7 @@ classed: product unless the hub itself could not be reached.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -33,15 +34,19 @@ from hil.deploy.snapshot import (
 from hil.deploy.watch import Clock, Sleep, Stability, wait_for_terminal, watch_stable
 from hil.drivers.base import CommandResult, Shell
 from hil.drivers.greengrass import (
+    STABLE_STATES,
     ComponentState,
     DeploymentState,
     DeploymentStatus,
     FailurePolicy,
     Greengrass,
+    state_events,
 )
 from hil.errors import FailureClass, HilError, InfrastructureError
 from hil.steps import step
 from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
+
+log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 2000
 """How much of each log a failure attaches (logs of a long-lived hub can be large)."""
@@ -236,6 +241,32 @@ class Deployment:
         if not stab.ok:
             res.problem = stab.problem
             raise _Failed
+        # Sampling can miss a quick ERRORED -> Recover -> RUNNING; the nucleus log cannot.
+        since = res.status.created if res.status else None
+        if since is not None:
+            problem = self._relapse_in_log(since)
+            if problem:
+                res.problem = problem
+                raise _Failed
+
+    def _relapse_in_log(self, since: datetime) -> str | None:
+        """A candidate component that left RUNNING/FINISHED for ERRORED/BROKEN after reaching it."""
+        try:
+            text = self.gg.nucleus_log(tail=LOG_TAIL_LINES)
+        except HilError as exc:  # evidence is a bonus here: the sampled states already passed
+            log.warning("%s: greengrass.log not readable for the settle check: %s", self.device, exc)
+            return None
+        for name in self.candidate.components:
+            reached = False
+            for ev in state_events(text, name):
+                if ev.timestamp < since:
+                    continue
+                if ev.new in STABLE_STATES:
+                    reached = True
+                elif reached and ev.new in (ComponentState.ERRORED, ComponentState.BROKEN):
+                    return (f"{self.device}: {name} went {ev.new.value} at {ev.timestamp:%H:%M:%S.%f} "
+                            "after the deployment succeeded (greengrass.log)")
+        return None
 
     # -- evidence ----------------------------------------------------------------------
     def _collect_evidence(self, res: DeploymentResult) -> None:

@@ -340,18 +340,33 @@ def parse_log_line(line: str) -> LogRecord | None:
                      event.rstrip("."), message.rstrip("."), ctx)
 
 
-def state_transitions(log_text: str, component: str) -> list[tuple[ComponentState, ComponentState]]:
-    """(current, new) pairs of `service-set-state` events for ``component``, in log order."""
-    out: list[tuple[ComponentState, ComponentState]] = []
+@dataclass(frozen=True)
+class StateEvent:
+    """A `service-set-state` line: when, and from which state to which."""
+
+    timestamp: datetime
+    current: ComponentState
+    new: ComponentState
+
+
+def state_events(log_text: str, component: str) -> list[StateEvent]:
+    """`service-set-state` events of ``component`` in greengrass.log, in log order."""
+    out: list[StateEvent] = []
     for ln in log_text.splitlines():
         rec = parse_log_line(ln)
         if rec and rec.event == "service-set-state" and rec.context.get("serviceName") == component:
             try:
-                out.append((ComponentState(rec.context["currentState"]),
-                            ComponentState(rec.context["newState"])))
+                out.append(StateEvent(datetime.fromisoformat(rec.timestamp.replace("Z", "+00:00")),
+                                      ComponentState(rec.context["currentState"]),
+                                      ComponentState(rec.context["newState"])))
             except (KeyError, ValueError):
                 raise ParseError(f"service-set-state line without valid states: {ln!r}") from None
     return out
+
+
+def state_transitions(log_text: str, component: str) -> list[tuple[ComponentState, ComponentState]]:
+    """(current, new) pairs of `service-set-state` events for ``component``, in log order."""
+    return [(e.current, e.new) for e in state_events(log_text, component)]
 
 
 # -- the driver ---------------------------------------------------------------------------------

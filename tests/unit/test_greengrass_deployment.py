@@ -74,6 +74,7 @@ class FakeHub:
         self.state_queues: dict[str, list[str]] = {}
         self.unreachable_on: str | None = None
         self.removed: list[str] = []
+        self.nucleus_log = ""
 
     # -- Shell / FileTransfer
     def put(self, local: Path, remote: str) -> None:
@@ -107,6 +108,8 @@ class FakeHub:
                         del self.files[k]
             return "", "", 0
         if a[0] == "tail":
+            if a[-1].endswith("/greengrass.log") and self.nucleus_log:
+                return self.nucleus_log, "", 0
             return f"log of {a[-1]}\n", "", 0
         if a[:2] == ("docker", "ps"):
             return "CONTAINER ID   IMAGE   STATUS\n", "", 0
@@ -250,6 +253,29 @@ def test_run_component_crashing_after_success_fails_settle(clock: FakeClock) -> 
     assert res.problem is not None and "went ERRORED while settling" in res.problem
     assert res.history[CONTAINER] == [ComponentState.RUNNING, ComponentState.ERRORED]
     assert "greengrass.log" in res.attachments
+
+
+def _set_state(ts: str, name: str, a: str, b: str) -> str:
+    return (f"{ts} [INFO] (pool-2-thread-3) com.aws.greengrass.lifecyclemanager.GenericExternalService: "
+            f"service-set-state. {{serviceName={name}, currentState={a}, newState={b}}}\n")
+
+
+def test_quick_relapse_between_samples_is_caught_in_the_log(clock: FakeClock) -> None:
+    hub = FakeHub(clock)
+    # created on 15-06-2023 18:34:30 UTC (the fake's status); an older ERRORED does not count
+    hub.nucleus_log = (_set_state("2023-06-15T18:30:00.000Z", CONTAINER, "RUNNING", "ERRORED")
+                       + _set_state("2023-06-15T18:34:31.000Z", CONTAINER, "STARTING", "ERRORED")
+                       + _set_state("2023-06-15T18:34:33.000Z", CONTAINER, "STARTING", "RUNNING"))
+    assert make(hub, clock).deploy().ok  # errors before reaching RUNNING: Greengrass retried, fine
+    hub2 = FakeHub(clock)
+    hub2.nucleus_log = hub.nucleus_log + (
+        _set_state("2023-06-15T18:34:35.100Z", CONTAINER, "RUNNING", "ERRORED")
+        + _set_state("2023-06-15T18:34:35.300Z", CONTAINER, "ERRORED", "STARTING")
+        + _set_state("2023-06-15T18:34:35.500Z", CONTAINER, "STARTING", "RUNNING"))
+    res = make(hub2, clock).deploy()
+    assert not res.ok and res.failure_class is FailureClass.PRODUCT
+    assert res.problem is not None and "went ERRORED at 18:34:35.100000" in res.problem
+    assert res.history[CONTAINER] == [ComponentState.RUNNING]  # the samples never saw it
 
 
 def test_finished_counts_as_stable(clock: FakeClock) -> None:
