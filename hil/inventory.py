@@ -240,7 +240,7 @@ class Inventory(BaseModel):
 
 # -- loading ----------------------------------------------------------------------
 
-_PATH_FIELDS = {"key_file", "known_hosts", "ca_file", "cert_file", "key_file", "expired_cert_file",
+_PATH_FIELDS = {"key_file", "known_hosts", "ca_file", "cert_file", "expired_cert_file",
                 "expired_key_file", "foreign_cert_file", "foreign_key_file", "directory"}
 
 
@@ -330,6 +330,12 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
             devices[dname] = Device.model_validate(merged)
         except ValidationError as exc:
             raise _from_validation(exc, fname, dname) from None
+        dev = devices[dname]
+        for other in devices.values():
+            if other is not dev and (other.ssh.host, other.ssh.port) == (dev.ssh.host, dev.ssh.port):
+                raise InventoryError(
+                    f"ssh endpoint {dev.ssh.host}:{dev.ssh.port} is also used by {other.name}",
+                    file=fname, device=dname, field="ssh.host")
 
     rest = {k: doc[k] for k in ("timeouts", "lease", "selection") if doc.get(k) is not None}
     rest = _resolve_paths(rest, root)
@@ -343,7 +349,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
 def _from_validation(exc: ValidationError, fname: str, device: str | None) -> InventoryError:
     errors = exc.errors()
     first = errors[0]
-    loc = tuple(p for p in first["loc"] if p != "name" or device is None)
+    loc = tuple(first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown field (typo?)"
