@@ -37,13 +37,26 @@ def _load_device(devices: Path, hub: str) -> tuple[Inventory, Device]:
     return inv, device
 
 
+class HubBusy(InfrastructureError):
+    """Another process holds the hub's lease."""
+
+
 @contextmanager
 def _connect(inv: Inventory, device: Device) -> Iterator[tuple[Shell, FileTransfer]]:
-    """The hub's SSH connection (host key pinned by the inventory's known_hosts)."""
+    """The hub's lease, then its SSH connection (host key pinned by the inventory's known_hosts)."""
     from hil.drivers.ssh import SshConnection
+    from hil.lease import make_lease_store
 
-    with SshConnection(device.name, device.ssh, inv.timeouts) as ssh:
-        yield ssh, ssh
+    store = make_lease_store(inv)
+    lease = store.try_acquire(device.name)
+    if lease is None:  # a person at a terminal wants to know now, not after the lease timeout
+        holder = store.holders().get(device.name)
+        raise HubBusy(f"{device.name} is in use ({holder.describe() if holder else 'holder unknown'})")
+    try:
+        with SshConnection(device.name, device.ssh, inv.timeouts) as ssh:
+            yield ssh, ssh
+    finally:
+        lease.release()
 
 
 class _Progress:
@@ -125,6 +138,9 @@ def deploy(
     keep_deployed: Annotated[bool, typer.Option(
         "--keep-deployed",
         help="leave the candidate on the hub (undo later with `hil rollback HUB`)")] = False,
+    stack: Annotated[bool, typer.Option(
+        "--stack", help="deploy on top of a kept deployment (an upgrade); restores to the kept one, "
+        "and `hil rollback` still restores the original set")] = False,
     evidence: Annotated[Path, typer.Option(
         help="where failure logs are written")] = Path("reports/deploy"),
 ) -> None:
@@ -142,7 +158,8 @@ def deploy(
         with _connect(inv, device) as (shell, files):
             gg = Greengrass(shell)
             with _Progress(console, hub) as phase:
-                d = Deployment(shell, files, cand, greengrass=gg, timeouts=inv.timeouts, on_phase=phase)
+                d = Deployment(shell, files, cand, greengrass=gg, timeouts=inv.timeouts, on_phase=phase,
+                               stack=stack)
                 res = d.deploy()
             _print_result(console, res)
             if (folder := _save_attachments(res, evidence)) is not None:

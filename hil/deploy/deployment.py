@@ -91,7 +91,7 @@ class Deployment:
     def __init__(self, shell: Shell, files: FileTransfer, candidate: Candidate, *,
                  greengrass: Greengrass | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                  policy: FailurePolicy = FailurePolicy.DO_NOTHING, staging_root: str = STAGING_ROOT,
-                 run_id: str | None = None, pull_images: bool = True, poll: float = 1.0,
+                 run_id: str | None = None, pull_images: bool = True, poll: float = 1.0, stack: bool = False,
                  on_phase: Callable[[str], None] | None = None,
                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
         self.shell = shell
@@ -109,7 +109,10 @@ class Deployment:
         self._phase = on_phase or (lambda _msg: None)
         self._clock = clock
         self._sleep = sleep
+        self.stack = stack
+        """Deploy on top of a kept deployment (an upgrade): the hub's saved snapshot stays the original."""
         self.snapshot: Snapshot | None = None
+        self._owns_saved = False
 
     @property
     def device(self) -> str:
@@ -162,7 +165,7 @@ class Deployment:
     def _take_snapshot(self, res: DeploymentResult) -> None:
         self._phase("recording the hub's component set")
         pending = read_saved(self.shell, self.staging_root)
-        if pending is not None:
+        if pending is not None and not self.stack:
             raise PendingDeployment(
                 f"a candidate {pending.candidate} from run {pending.run_id} ({pending.taken}) is still "
                 f"deployed; run `hil rollback {self.device}` first", device=self.device)
@@ -175,7 +178,9 @@ class Deployment:
         self.snapshot = Snapshot(self.device, self.run_id, datetime.now(UTC).isoformat(timespec="seconds"),
                                  current, dict(self.candidate.components), self.staging_root)
         res.snapshot = self.snapshot
-        save(self.shell, self.files, self.snapshot)
+        if pending is None:
+            save(self.shell, self.files, self.snapshot)
+            self._owns_saved = True
 
     def _upload(self) -> None:
         files = list(self.candidate.files())
@@ -296,9 +301,13 @@ class Deployment:
     # -- restore -----------------------------------------------------------------------
     def restore(self, on_phase: Callable[[str], None] | None = None) -> RestoreResult:
         """Back to the snapshot taken by deploy(); the snapshot saved on the hub is used when none."""
-        snap = self.snapshot or read_saved(self.shell, self.staging_root)
+        snap = self.snapshot
+        forget_saved = self._owns_saved
+        if snap is None:
+            snap, forget_saved = read_saved(self.shell, self.staging_root), True
         if snap is None:
             raise NothingToRestore("nothing to restore: no snapshot was taken or saved on the hub",
                                    device=self.device)
         return restore_snapshot(self.shell, self.gg, snap, timeouts=self.timeouts, poll=self.poll,
+                                forget_saved=forget_saved,
                                 on_phase=on_phase or self._phase, clock=self._clock, sleep=self._sleep)

@@ -34,14 +34,13 @@ class RestorePlan:
         return not self.remove and not self.merge
 
 
-def plan_restore(snapshot: Mapping[str, str], current: Mapping[str, str],
-                 candidate: Mapping[str, str]) -> RestorePlan:
-    """Roots to remove (candidate components the snapshot did not have) and versions to re-merge.
+def plan_restore(snapshot: Mapping[str, str], current: Mapping[str, str]) -> RestorePlan:
+    """Components to remove (not in the snapshot) and versions to re-merge (changed or lost).
 
-    Only candidate components are removed: they are the roots the deployment added;
-    dependencies the nucleus pulled in for them go when their dependents go.
+    Removing a name that is only a dependency is harmless: the nucleus computes the new
+    root set as old roots - removed + merged, and drops dependencies nobody needs.
     """
-    remove = tuple(sorted(n for n in candidate if n not in snapshot and n in current))
+    remove = tuple(sorted(n for n in current if n not in snapshot))
     merge = {n: v for n, v in sorted(snapshot.items()) if current.get(n) != v}
     return RestorePlan(remove, merge)
 
@@ -72,13 +71,14 @@ class RestoreResult:
 
 
 def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
-                     timeouts: Timeouts = DEFAULT_TIMEOUTS, poll: float = 1.0,
+                     timeouts: Timeouts = DEFAULT_TIMEOUTS, poll: float = 1.0, forget_saved: bool = True,
                      on_phase: Callable[[str], None] | None = None,
                      clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> RestoreResult:
     """Restore ``snap`` on the hub, verify the component set, then remove staging files.
 
-    On success the saved snapshot and the run's staging folder are deleted; on failure
-    both stay, for `hil rollback` to try again and for a person to look at.
+    On success the run's staging folder and (with ``forget_saved``) the snapshot saved on
+    the hub are deleted; on failure both stay, for `hil rollback` to try again and for a
+    person to look at.
     """
     if not RUN_ID_RE.match(snap.run_id):  # it becomes part of an `rm -rf` path
         raise RestoreFailed(f"refusing to restore: bad run id {snap.run_id!r}")
@@ -87,7 +87,7 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
     with step("restore component set", device=gg.device, run_id=snap.run_id) as st:
         phase("reading the component list")
         current = component_set(gg.component_list())
-        plan = plan_restore(snap.components, current, snap.candidate)
+        plan = plan_restore(snap.components, current)
         result = RestoreResult(gg.device, False, plan)
         if not plan.empty:
             phase(f"restore deployment: remove {list(plan.remove)}, merge {plan.merge}")
@@ -108,7 +108,8 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
         if result.ok:
             phase("removing staging files")
             shell.run(["rm", "-rf", "--", snap.staging], sudo=True).check()
-            forget(shell, snap.staging_root)
+            if forget_saved:
+                forget(shell, snap.staging_root)
         else:
             st.attach("problem", result.problem or "")
         result.duration = clock() - t0

@@ -412,17 +412,38 @@ def test_rollback_from_saved_snapshot_in_another_process(clock: FakeClock) -> No
     assert "/var/tmp/hil-staging/run-1" in hub.removed
 
 
-@pytest.mark.parametrize(("snap", "current", "cand", "remove", "merge"), [
-    ({}, {"A": "1.0.0"}, {"A": "1.0.0"}, ("A",), {}),
-    ({"A": "1.0.0"}, {"A": "1.1.0"}, {"A": "1.1.0"}, (), {"A": "1.0.0"}),
-    ({"A": "1.0.0"}, {"A": "1.0.0"}, {"A": "1.1.0"}, (), {}),  # FAILED_ROLLBACK_COMPLETE: nothing to do
-    ({"A": "1.0.0"}, {}, {"A": "1.1.0"}, (), {"A": "1.0.0"}),  # lost: re-merge it
-    ({}, {}, {"B": "1.0.0"}, (), {}),  # failed before the merge: nothing there to remove
+@pytest.mark.parametrize(("snap", "current", "remove", "merge"), [
+    ({}, {"A": "1.0.0"}, ("A",), {}),
+    ({"A": "1.0.0"}, {"A": "1.1.0"}, (), {"A": "1.0.0"}),
+    ({"A": "1.0.0"}, {"A": "1.0.0"}, (), {}),  # FAILED_ROLLBACK_COMPLETE: nothing to do
+    ({"A": "1.0.0"}, {}, (), {"A": "1.0.0"}),  # lost: re-merge it
+    ({"A": "1.0.0"}, {"A": "1.1.0", "B": "2.0.0", "C": "1.0.0"}, ("B", "C"), {"A": "1.0.0"}),
+    ({}, {}, (), {}),  # failed before the merge: nothing there to remove
 ])
-def test_plan_restore(snap: dict[str, str], current: dict[str, str], cand: dict[str, str],
+def test_plan_restore(snap: dict[str, str], current: dict[str, str],
                       remove: tuple[str, ...], merge: dict[str, str]) -> None:
-    plan = plan_restore(snap, current, cand)
+    plan = plan_restore(snap, current)
     assert plan.remove == remove and plan.merge == merge
+
+
+def test_stacked_upgrade_restores_in_layers(clock: FakeClock) -> None:
+    hub = FakeHub(clock)
+    good = make(hub, clock, "good", run_id="g")
+    assert good.deploy().ok
+    up = Deployment(hub, hub, load_candidate(CANDIDATES / "upgrade"),
+                    greengrass=Greengrass(hub, sleep=clock.sleep, clock=clock), timeouts=TIMEOUTS,
+                    run_id="u", stack=True, clock=clock, sleep=clock.sleep)
+    assert up.deploy().ok
+    assert hub.components[CONTAINER][0] == "1.1.0"
+    saved = json.loads(hub.files["/var/tmp/hil-staging/snapshot.json"])
+    assert saved["run_id"] == "g"  # the hub's saved snapshot is still the original state
+    r = up.restore()
+    assert r.ok and r.plan.merge == {CONTAINER: "1.0.0"}
+    assert hub.components[CONTAINER][0] == "1.0.0"
+    assert "/var/tmp/hil-staging/snapshot.json" in hub.files  # not ours to forget
+    assert good.restore().ok
+    assert CONTAINER not in hub.components
+    assert "/var/tmp/hil-staging/snapshot.json" not in hub.files
 
 
 def test_candidate_copy_without_pull(clock: FakeClock, tmp_path: Path) -> None:

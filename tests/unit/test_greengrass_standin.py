@@ -97,11 +97,11 @@ def hello(tmp: Path, version: str, run: str) -> Candidate:
     return load_candidate(tmp)
 
 
-def deployment(root: Path, cand: Candidate, run_id: str, staging: Path) -> Deployment:
+def deployment(root: Path, cand: Candidate, run_id: str, staging: Path, stack: bool = False) -> Deployment:
     shell = LocalShell()
     gg = Greengrass(shell, root=str(root), poll_interval=0.3)
     return Deployment(shell, shell, cand, greengrass=gg, timeouts=TIMEOUTS, staging_root=str(staging),
-                      run_id=run_id, poll=0.3)
+                      run_id=run_id, poll=0.3, stack=stack)
 
 
 def test_bad_candidate_fails_broken_with_logs_and_is_removed(root: Path, tmp_path: Path) -> None:
@@ -123,8 +123,7 @@ def test_upgrade_and_rollback_to_the_earlier_version(root: Path, tmp_path: Path)
     staging = tmp_path / "staging"
     first = deployment(root, hello(tmp_path / "v1", "1.0.0", "sleep 600"), "v1", staging)
     assert first.deploy().ok
-    (staging / "snapshot.json").unlink()  # 1.0.0 is now "what the hub had"
-    up = deployment(root, hello(tmp_path / "v2", "1.1.0", "sleep 600"), "v2", staging)
+    up = deployment(root, hello(tmp_path / "v2", "1.1.0", "sleep 600"), "v2", staging, stack=True)
     res = up.deploy()
     assert res.ok, res.problem
     assert up.gg.component(HELLO).version == "1.1.0"
