@@ -29,10 +29,10 @@ from lab.topology import LOOPBACK, HubSpec
 
 log = logging.getLogger("lab.console")
 
-RING_BYTES = 256 * 1024
+BOOT_LOG_BYTES = 256 * 1024
 REPLAY_WINDOW = 120.0
-"""A client connecting this long after power-on still gets the boot log replayed,
-unless someone already typed on the console (then it is a live session, not a boot)."""
+"""A client connecting this long after power-on still gets the boot log replayed: the
+output from power-on until the first byte anyone typed (never somebody's session)."""
 WATCH_INTERVAL = 1.0
 HEADER = struct.Struct(">BxxxL")
 
@@ -90,9 +90,10 @@ class ConsolePort:
         self._lock = threading.RLock()
         self._clients: set[socket.socket] = set()
         self._attachment: _Attachment | None = None
-        self._ring = bytearray()
+        self._boot_log = bytearray()
         self._booted_at = 0.0
         self._interacted = False
+        """Someone typed since power-on: later output is a session, not the boot log."""
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
 
@@ -105,6 +106,7 @@ class ConsolePort:
         listener.bind((self.host, self.port))
         listener.listen(8)
         self._listener = listener
+        self._attach_if_running()  # a hub already on when rackd starts: attached before we are ready
         self._thread(self._accept_loop, "accept")
         self._thread(self._watch_loop, "watch")
 
@@ -128,6 +130,11 @@ class ConsolePort:
     def power_on(self, container: Container) -> None:
         """Attach to the stopped container, then start it: the console sees the first line."""
         with self._lock:
+            container.reload()
+            if self._attachment is not None and container.status != "running":
+                # a stream from the last boot whose EOF the relay has not seen yet: replace it
+                stale, self._attachment = self._attachment, None
+                stale.close()
             if self._attachment is None:
                 self._attach(container, catch_up_since=None)
         container.start()
@@ -139,9 +146,11 @@ class ConsolePort:
         sock.settimeout(None)
         attachment = _Attachment(sock)
         self._attachment = attachment
-        self._ring.clear()
+        self._boot_log.clear()
         self._booted_at = time.monotonic()
         self._interacted = False
+        log.info("%s: console attached (%s)", self.hub.name,
+                 "power-on" if catch_up_since is None else "started elsewhere: catching up")
         if catch_up_since is not None:
             self._catch_up(container, catch_up_since)
         self._thread(self._relay_container, "relay", attachment)
@@ -174,13 +183,13 @@ class ConsolePort:
             with self._lock:
                 if self._attachment is attachment:
                     self._attachment = None
+                    self._boot_log.clear()  # powered off: nothing to replay
             log.info("%s: console detached (hub powered off)", self.hub.name)
 
     def _broadcast(self, data: bytes) -> None:
         with self._lock:
-            self._ring += data
-            if len(self._ring) > RING_BYTES:
-                del self._ring[:len(self._ring) - RING_BYTES]
+            if not self._interacted and len(self._boot_log) < BOOT_LOG_BYTES:
+                self._boot_log += data[:BOOT_LOG_BYTES - len(self._boot_log)]
             clients = list(self._clients)
         for conn in clients:
             try:
@@ -196,12 +205,11 @@ class ConsolePort:
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            log.info("%s: console client %s:%d connected", self.hub.name, *_addr[:2])
             with self._lock:
-                fresh_boot = (not self._interacted
-                              and time.monotonic() - self._booted_at < REPLAY_WINDOW)
-                if fresh_boot and self._ring:
+                if self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW:
                     with contextlib.suppress(OSError):
-                        conn.sendall(bytes(self._ring))
+                        conn.sendall(bytes(self._boot_log))
                 self._clients.add(conn)
             self._thread(self._relay_client, "client", conn)
 
@@ -212,8 +220,9 @@ class ConsolePort:
                 if not data:
                     break
                 with self._lock:
-                    attachment = self._attachment
                     self._interacted = True
+                # do not wait for the watcher's next round if the hub came up meanwhile
+                attachment = self._attach_if_running()
                 if attachment is None:
                     continue  # the hub is off: typing into a dead UART goes nowhere
                 try:
@@ -234,16 +243,20 @@ class ConsolePort:
     def _watch_loop(self) -> None:
         """Attach to a hub that someone else started (docker start, restart, unpause...)."""
         while not self._stopping.wait(WATCH_INTERVAL):
-            with self._lock:
-                if self._attachment is not None:
-                    continue
-                try:
-                    container = self.client.containers.get(self.hub.container)
-                    if container.status not in ("running", "paused"):
-                        continue
+            self._attach_if_running()
+
+    def _attach_if_running(self) -> _Attachment | None:
+        """The current attachment; attaches first if the container runs and we are not attached."""
+        with self._lock:
+            if self._attachment is not None:
+                return self._attachment
+            try:
+                container = self.client.containers.get(self.hub.container)
+                if container.status in ("running", "paused"):
                     started = _parse_docker_time(container.attrs["State"]["StartedAt"])
                     self._attach(container, catch_up_since=started)
-                except docker.errors.NotFound:
-                    continue
-                except docker.errors.DockerException as exc:
-                    log.warning("%s: watching the container failed: %s", self.hub.name, exc)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.DockerException as exc:
+                log.warning("%s: watching the container failed: %s", self.hub.name, exc)
+            return self._attachment

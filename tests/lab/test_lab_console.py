@@ -86,7 +86,24 @@ def first_line_after(output: bytes, marker: bytes) -> str:
 def test_newline_gives_a_login_prompt(console: serial.Serial) -> None:
     console.reset_input_buffer()
     console.write(b"\n")
-    read_until(console, b"login:", timeout=DEFAULT_TIMEOUTS.console_login)
+    seen = read_until_any(console, (b"login:", b"$ "), timeout=DEFAULT_TIMEOUTS.console_login)
+    if not seen.endswith(b"login:"):
+        # someone left a session logged in (as on a real rack): log it out first
+        console.write(b"exit\n")
+        read_until(console, b"login:", timeout=DEFAULT_TIMEOUTS.console_login)
+
+
+def read_until_any(port: serial.Serial, markers: tuple[bytes, ...], timeout: float) -> bytes:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        for marker in markers:
+            if marker in buf:
+                return buf[:buf.index(marker) + len(marker)]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"none of {markers!r} on {HUB.console_url} within {timeout:.0f}s; "
+                                 f"last output: {buf[-300:]!r}")
+        buf += port.read(4096)
 
 
 def test_power_cycle_shows_boot_log_from_first_line(console: serial.Serial) -> None:
