@@ -22,10 +22,22 @@ if TYPE_CHECKING:
     from hil.inventory import Inventory
 
 _CI_JOB_VARS = ("CI_JOB_ID", "GITHUB_RUN_ID", "BUILD_TAG")
+RUNNER_ID_VAR = "HIL_RUNNER_ID"
+STORE_URL_VAR = "HIL_LEASE_STORE"
+"""Overrides the inventory's ``lease.store`` (an explicit URL argument overrides both)."""
 
 
 class LeaseTimeout(InfrastructureError):
     """No device became free before the lease timeout."""
+
+
+class LeaseLost(InfrastructureError):
+    """This process no longer holds the lease (expired and taken over, or released by force)."""
+
+
+def current_runner_id() -> str:
+    """Which CI runner this is: $HIL_RUNNER_ID, else the host name."""
+    return os.environ.get(RUNNER_ID_VAR) or socket.gethostname()
 
 
 def current_ci_job() -> str | None:
@@ -45,6 +57,11 @@ class LeaseInfo:
     holder_pid: int = field(default_factory=os.getpid)
     ci_job: str | None = field(default_factory=current_ci_job)
     since: float = field(default_factory=time.time)
+    runner_id: str | None = None
+    fencing_token: int = 0
+    """Grows with every take of this device; a hub refuses destructive steps from lower tokens."""
+    expires: float | None = None
+    """Epoch seconds when a shared-store lease runs out without a heartbeat (None: never)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,17 +70,36 @@ class LeaseInfo:
     def from_json_dict(cls, raw: dict[str, Any]) -> LeaseInfo:
         return cls(device=str(raw["device"]), holder_host=str(raw["holder_host"]),
                    holder_pid=int(raw["holder_pid"]), ci_job=raw.get("ci_job"),
-                   since=float(raw["since"]))
+                   since=float(raw["since"]), runner_id=raw.get("runner_id"),
+                   fencing_token=int(raw.get("fencing_token") or 0),
+                   expires=None if raw.get("expires") is None else float(raw["expires"]))
 
     def describe(self) -> str:
         job = f", {self.ci_job}" if self.ci_job else ""
+        runner = ""
+        if self.runner_id and self.runner_id != self.holder_host:
+            runner = f" (runner {self.runner_id})"
         age = time.time() - self.since
-        return f"pid {self.holder_pid} on {self.holder_host}{job}, for {age:.0f}s"
+        fence = f", token {self.fencing_token}" if self.fencing_token else ""
+        left = ""
+        if self.expires is not None:
+            left = f", expires in {self.expires - time.time():.0f}s"
+        return f"pid {self.holder_pid} on {self.holder_host}{runner}{job}, for {age:.0f}s{fence}{left}"
 
 
 class Lease(Protocol):
     device: str
     info: LeaseInfo
+
+    @property
+    def fencing_token(self) -> int:
+        """Higher than every earlier holder's token of this device."""
+        ...
+
+    @property
+    def lost(self) -> bool:
+        """True once this process knows another holder may have the device."""
+        ...
 
     def release(self) -> None: ...
 
@@ -83,6 +119,10 @@ class LeaseStore(Protocol):
         """Currently held devices and their holders."""
         ...
 
+    def force_release(self, device: str) -> LeaseInfo | None:
+        """Operator override: drop whoever holds ``device``; returns the holder it dropped."""
+        ...
+
 
 LeaseStoreFactory = Callable[["Inventory", str | None], LeaseStore]
 """(inventory, store URL or None) -> store."""
@@ -98,16 +138,22 @@ def register_lease_store(scheme: str) -> Callable[[LeaseStoreFactory], LeaseStor
     return deco
 
 
-def make_lease_store(inventory: Inventory) -> LeaseStore:
-    """The lease store the inventory asks for (``lease.store``); file locks by default."""
-    from hil.lease import filelock  # noqa: F401  (registers the default backend)
+def lease_store_url(inventory: Inventory, url: str | None = None) -> str | None:
+    """``url``, else $HIL_LEASE_STORE, else the inventory's ``lease.store`` (None: file locks)."""
+    return url or os.environ.get(STORE_URL_VAR) or inventory.lease.store
 
-    url = inventory.lease.store
+
+def make_lease_store(inventory: Inventory, url: str | None = None) -> LeaseStore:
+    """The lease store asked for (see ``lease_store_url``); file locks by default."""
+    import hil.lease.filelock
+    import hil.lease.postgres  # noqa: F401  (register the backends)
+
+    url = lease_store_url(inventory, url)
     scheme = "" if not url else (urlparse(url).scheme or "file")
     factory = LEASE_STORES.get(scheme)
     if factory is None:
         known = ", ".join(sorted(s + "://" if s else "(default: file locks)" for s in LEASE_STORES))
-        raise InventoryError(f"no lease store for {url!r}; known: {known}",
+        raise InventoryError(f"no lease store for {redact_url(url or '')!r}; known: {known}",
                              file=str(inventory.path), field="lease.store")
     return factory(inventory, url)
 
@@ -119,3 +165,12 @@ def default_lease_directory(lab: str) -> Path:
 
 def wait_deadline(timeout: float) -> float:
     return time.monotonic() + max(0.0, timeout)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (store URLs end up in messages and logs)."""
+    parts = urlparse(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

@@ -3,10 +3,16 @@
 The kernel drops an flock when the holding process dies (exit, crash, SIGKILL), so a
 cancelled CI job never leaves a lease behind. The holder writes its ``LeaseInfo`` as
 JSON into the locked file; ``holders()`` reads it back for files that are locked.
+
+Fencing: ``<device>.fence`` next to the lock counts takes of the device (written only
+while holding the lock), so every lease gets a higher token than the one before.
+``force_release`` unlinks a held lock file: the old holder keeps a lock on a file that
+no longer has a name, the next taker creates a fresh one, and the old lease reads as lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -22,6 +28,7 @@ from hil.errors import InfrastructureError
 from hil.lease import (
     LeaseInfo,
     LeaseTimeout,
+    current_runner_id,
     default_lease_directory,
     register_lease_store,
     wait_deadline,
@@ -46,6 +53,20 @@ class FileLease:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+    @property
+    def fencing_token(self) -> int:
+        return self.info.fencing_token
+
+    @property
+    def lost(self) -> bool:
+        """True when an operator force-released the device (our lock file lost its name)."""
+        if self._fd is None:
+            return False
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self._fd).st_ino
+        except FileNotFoundError:
+            return True
 
     def release(self) -> None:
         if self._fd is None:
@@ -93,8 +114,18 @@ class FileLeaseStore:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 return None
             raise
-        info = LeaseInfo(device=device)
         try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            # force-released between our open and flock: that lock guards nothing any more
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            return None
+        try:
+            info = LeaseInfo(device=device, runner_id=current_runner_id(),
+                             fencing_token=self._next_token(device))
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(info.to_json_dict()).encode(), 0)
         except OSError:
@@ -102,6 +133,30 @@ class FileLeaseStore:
             os.close(fd)
             raise
         return FileLease(device, path, fd, info)
+
+    def _next_token(self, device: str) -> int:
+        """Only called with the device's lock held, so read-increment-write does not race."""
+        path = self.directory / f"{device}.fence"
+        try:
+            last = int(path.read_text().strip() or 0)
+        except FileNotFoundError:
+            last = 0
+        except ValueError:
+            # a torn counter must never go backwards: start above any token handed out so far
+            last = time.time_ns() // 1000
+        token = last + 1
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(f"{token}\n")
+        os.chmod(tmp, 0o666)  # noqa: S103  (shared by every user's runs, like the lock files)
+        os.replace(tmp, path)
+        return token
+
+    def force_release(self, device: str) -> LeaseInfo | None:
+        """Unlink ``device``'s lock file; its holder (if any) is returned and its lease is lost."""
+        held = self.holders().get(device)
+        with contextlib.suppress(FileNotFoundError):
+            self._path(device).unlink()
+        return held
 
     def acquire(self, device: str, *, timeout: float) -> FileLease:
         return self.acquire_any([device], timeout=timeout)
