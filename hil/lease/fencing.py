@@ -1,0 +1,71 @@
+"""Fencing tokens on the hub: a holder that lost its lease cannot deploy over a new one.
+
+A lease's ``fencing_token`` grows with every take of a device. Before a destructive
+step (a deployment, a restore) the holder calls ``write_fence(shell, token)``: the hub
+keeps the highest token it has seen in ``FENCE_PATH`` and refuses a lower one. Between
+destructive steps ``check_fence(shell, token)`` re-reads it. A holder whose lease
+expired while it was stalled (GC pause, network split) finds a higher token there and
+stops with ``LeaseLost`` instead of overwriting the new holder's work.
+"""
+
+from __future__ import annotations
+
+from hil.drivers.base import Shell
+from hil.lease import LeaseLost
+from hil.steps import step
+
+FENCE_PATH = "/var/lib/hil/fence"
+FENCE_STALE = 3
+"""Exit status of the compare-and-set script when the hub holds a higher token."""
+
+# Compare-and-set under flock, so two holders writing at once cannot both "win".
+# $1 = fence file, $2 = our token. Prints the token the hub had before.
+_CAS = r"""
+set -e
+mkdir -p "$(dirname "$1")"
+exec 9>>"$1.lock"
+flock -w 10 9
+cur=$(cat "$1" 2>/dev/null || true)
+case "$cur" in ''|*[!0-9]*) cur=0 ;; esac
+echo "$cur"
+if [ "$cur" -gt "$2" ]; then exit 3; fi
+if [ "$cur" -lt "$2" ]; then printf '%s\n' "$2" > "$1.tmp"; mv -f "$1.tmp" "$1"; fi
+"""
+
+_READ = r"""
+cur=$(cat "$1" 2>/dev/null || true)
+case "$cur" in ''|*[!0-9]*) cur=0 ;; esac
+echo "$cur"
+"""
+
+
+def _stale(device: str, ours: int, theirs: int) -> LeaseLost:
+    return LeaseLost(f"{device}: fencing token {theirs} on the hub is newer than ours ({ours}): "
+                     "another holder took this hub after our lease expired; not touching it")
+
+
+def read_fence(shell: Shell, *, path: str = FENCE_PATH, sudo: bool = True,
+               timeout: float | None = None) -> int:
+    """The highest token the hub has seen (0 when none was ever written)."""
+    res = shell.run(["sh", "-c", _READ, "hil-fence", path], sudo=sudo, timeout=timeout).check()
+    return int(res.stdout.strip() or 0)
+
+
+def write_fence(shell: Shell, token: int, *, path: str = FENCE_PATH, sudo: bool = True,
+                timeout: float | None = None) -> None:
+    """Record ``token`` on the hub before destructive steps; LeaseLost if the hub has a newer one."""
+    with step("fence", device=shell.device, token=token) as st:
+        res = shell.run(["sh", "-c", _CAS, "hil-fence", path, str(token)], sudo=sudo, timeout=timeout)
+        st.exit_status = res.exit_status
+        if res.exit_status == FENCE_STALE:
+            raise _stale(shell.device, token, int(res.stdout.strip() or 0))
+        res.check()
+
+
+def check_fence(shell: Shell, token: int, *, path: str = FENCE_PATH, sudo: bool = True,
+                timeout: float | None = None) -> None:
+    """Raise LeaseLost when the hub has seen a token newer than ``token``."""
+    with step("check fence", device=shell.device, token=token):
+        theirs = read_fence(shell, path=path, sudo=sudo, timeout=timeout)
+        if theirs > token:
+            raise _stale(shell.device, token, theirs)
