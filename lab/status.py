@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
+from hil.errors import HilError
 from lab.rack import running_hubs, ssh_banner
-from lab.topology import LOOPBACK, HubSpec
+from lab.topology import LOOPBACK, REPO_ROOT, HubSpec
 
 PROBE_TIMEOUT = 1.0
 BROKER_PORT = 8883
@@ -31,6 +35,8 @@ class HubStatus:
     broker: bool
     engine: str
     nucleus: str
+    lease: str = "free"
+    """Who holds the hub, from whichever lease store the inventory configures."""
 
 
 def _tcp_open(host: str, port: int) -> bool:
@@ -70,7 +76,26 @@ def probe(hub: HubSpec, container: Container) -> HubStatus:
     )
 
 
+def lease_holders(inventory: Path | None = None) -> dict[str, str]:
+    """hub -> holder from the configured lease store ($HIL_DEVICES or devices.yaml)."""
+    from hil.inventory import load_inventory
+    from hil.lease import make_lease_store
+
+    path = inventory or Path(os.environ.get("HIL_DEVICES", REPO_ROOT / "devices.yaml"))
+    try:
+        inv = load_inventory(path)
+    except HilError:
+        return {}  # no usable inventory: nobody can hold a lease through it
+    try:
+        return {name: info.describe() for name, info in make_lease_store(inv).holders().items()}
+    except HilError as exc:
+        return {name: f"? ({exc})" for name in inv.devices}
+
+
 def lab_status(client: docker.DockerClient) -> list[HubStatus]:
     hubs = running_hubs(client)
-    with ThreadPoolExecutor(max_workers=max(1, len(hubs))) as pool:
-        return list(pool.map(lambda pair: probe(*pair), hubs))
+    with ThreadPoolExecutor(max_workers=max(1, len(hubs) + 1)) as pool:
+        holders = pool.submit(lease_holders)
+        rows = list(pool.map(lambda pair: probe(*pair), hubs))
+        held = holders.result()
+    return [dataclasses.replace(r, lease=held.get(r.name, "free")) for r in rows]
