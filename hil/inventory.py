@@ -259,6 +259,8 @@ def _resolve_paths(node: Any, root: Path) -> Any:
         out: dict[str, Any] = {}
         for k, v in node.items():
             if k in _PATH_FIELDS and isinstance(v, str):
+                if "\0" in v:  # Path.resolve would raise ValueError
+                    raise InventoryError("a path must not contain a NUL character", field=k)
                 out[k] = str((root / os.path.expanduser(v)).resolve()) if v else v
             elif k == "password" and isinstance(v, str):
                 out[k] = _resolve_secret_file(v, root)
@@ -268,6 +270,14 @@ def _resolve_paths(node: Any, root: Path) -> Any:
     if isinstance(node, list):
         return [_resolve_paths(v, root) for v in node]
     return node
+
+
+def _resolve_paths_in(node: Any, root: Path, fname: str, device: str | None, prefix: str) -> Any:
+    try:
+        return _resolve_paths(node, root)
+    except InventoryError as exc:
+        raise InventoryError(exc.detail, file=fname, device=device,
+                             field=f"{prefix}{exc.field}" if exc.field else None) from None
 
 
 def _resolve_secret_file(raw: str, root: Path) -> str:
@@ -295,6 +305,8 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         doc = yaml.safe_load(raw_bytes.decode("utf-8"))
     except UnicodeDecodeError:
         raise InventoryError("inventory is not UTF-8 text", file=fname) from None
+    except RecursionError:
+        raise InventoryError("nesting is too deep to be an inventory", file=fname) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -315,7 +327,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     if not isinstance(defaults, dict):
         raise InventoryError("'defaults' must be a mapping", file=fname, field="defaults")
     root = p.resolve().parent
-    defaults = _resolve_paths(defaults, root)
+    defaults = _resolve_paths_in(defaults, root, fname, None, "defaults.")
 
     devices: dict[str, Device] = {}
     for name, body in devices_raw.items():
@@ -324,7 +336,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
             body = {}
         if not isinstance(body, dict):
             raise InventoryError("device settings must be a mapping", file=fname, device=dname)
-        merged = _deep_merge(defaults, _resolve_paths(body, root))
+        merged = _deep_merge(defaults, _resolve_paths_in(body, root, fname, dname, ""))
         merged["name"] = dname
         try:
             devices[dname] = Device.model_validate(merged)
@@ -338,7 +350,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
                     file=fname, device=dname, field="ssh.host")
 
     rest = {k: doc[k] for k in ("timeouts", "lease", "selection") if doc.get(k) is not None}
-    rest = _resolve_paths(rest, root)
+    rest = _resolve_paths_in(rest, root, fname, None, "")
     try:
         return Inventory(path=p.resolve(), sha256=hashlib.sha256(raw_bytes).hexdigest(),
                          lab=str(doc.get("lab") or "lab"), devices=devices, **rest)
