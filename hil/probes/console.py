@@ -1,0 +1,194 @@
+"""Serial console checks (OWASP IoT I1/I10): a newline must give a login prompt, not a
+shell, and factory logins must be refused.
+
+A console is shared with whoever used it before: a shell may simply be a session
+somebody left logged in. So a shell on the first newline is logged out once and the
+console asked again; a shell that comes back after the logout is an auto-login.
+Both probes return evidence and leave the console at its login prompt (or, on a
+device that auto-logs in, at whatever it gives).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol
+
+from hil.drivers.console import ConsoleState
+from hil.errors import HilError
+from hil.steps import step
+
+CONSOLE_DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
+    ("pi", "raspberry"),
+    ("root", "root"),
+    ("root", "toor"),
+    ("admin", "admin"),
+)
+"""Factory logins tried on the console. Fewer than over SSH: each refusal costs login's
+fail delay (about 3 s) and the console takes one attempt at a time."""
+
+_RESPAWN_S = 2.0
+"""How long getty may take to print a new prompt after a logout."""
+_AFTER_PASSWORD_S = 10.0
+"""login's fail delay (3 s on Debian) plus the new prompt."""
+_LOGOUT = "exit\r"
+
+_PASSWORD_PROMPT = re.compile(r"(?i)password: *$")
+_LOGIN_OUTCOME = re.compile(r"(?i)(login incorrect|authentication failure)|(login: *$)|([$#%>] *$)")
+
+
+class ConsoleTerminal(Protocol):
+    """What the probes need from ``hil.drivers.console.SerialConsole``."""
+
+    device: str
+
+    def state(self, timeout: float | None = None) -> ConsoleState: ...
+
+    def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]: ...
+
+    def captured(self) -> str: ...
+
+    def _write(self, text: str) -> None: ...
+
+
+def _type(con: ConsoleTerminal, text: str) -> None:
+    # SerialConsole has no public "send raw keystrokes" call; its _write is exactly that
+    con._write(text)
+
+
+def _state(con: ConsoleTerminal, timeout: float) -> ConsoleState:
+    return ConsoleState(str(con.state(timeout)))
+
+
+# -- does a newline give a login prompt? ------------------------------------------------
+
+@dataclass(frozen=True)
+class ConsoleLoginGate:
+    device: str
+    first_state: str
+    """What a newline gave first."""
+    after_logout_state: str | None
+    """What a newline gave after logging out a shell (None when no shell was found)."""
+    transcript: str
+    """The console's tail while probing (cleaned)."""
+
+    __evidence_properties__: ClassVar[tuple[str, ...]] = ("asks_for_login", "shell_without_login")
+
+    @property
+    def final_state(self) -> str:
+        return self.after_logout_state or self.first_state
+
+    @property
+    def asks_for_login(self) -> bool:
+        return self.final_state == ConsoleState.LOGIN_PROMPT.value
+
+    @property
+    def shell_without_login(self) -> bool:
+        return self.final_state == ConsoleState.SHELL.value
+
+
+def _settled_state(con: ConsoleTerminal, timeout: float) -> ConsoleState:
+    state = _state(con, timeout)
+    if state is ConsoleState.PASSWORD_PROMPT:
+        # a half-typed login: an empty password ends it, then ask again
+        _type(con, "\r")
+        time.sleep(_RESPAWN_S)
+        state = _state(con, timeout)
+    return state
+
+
+def console_login_gate(con: ConsoleTerminal, *, timeout: float = 5.0) -> ConsoleLoginGate:
+    """Send a newline; if a shell answers, log it out once and send a newline again."""
+    with step("console: does a newline give a login prompt?", device=con.device) as st:
+        mark = len(con.captured())
+        first = _settled_state(con, timeout)
+        after: ConsoleState | None = None
+        if first is ConsoleState.SHELL:
+            _type(con, _LOGOUT)
+            time.sleep(_RESPAWN_S)
+            after = _settled_state(con, timeout)
+        gate = ConsoleLoginGate(device=con.device, first_state=first.value,
+                                after_logout_state=after.value if after else None,
+                                transcript=con.captured()[mark:][-2000:])
+        st.attach("result", f"first={first} after_logout={after}")
+        st.exit_status = 0 if gate.asks_for_login else 1
+    return gate
+
+
+# -- default credentials ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ConsoleCredentialAttempt:
+    user: str
+    password: str
+    """A public factory default, not a secret of ours."""
+    outcome: Literal["accepted", "refused", "no-login-prompt", "error"]
+    detail: str
+
+
+@dataclass(frozen=True)
+class ConsoleCredentialsEvidence:
+    device: str
+    attempts: tuple[ConsoleCredentialAttempt, ...]
+
+    __evidence_properties__: ClassVar[tuple[str, ...]] = ("accepted", "untested")
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return tuple(f"{a.user}/{a.password}" for a in self.attempts if a.outcome == "accepted")
+
+    @property
+    def untested(self) -> tuple[str, ...]:
+        """Logins that could not be tried: no login prompt (an open shell) or a console error."""
+        return tuple(f"{a.user}/{a.password}: {a.detail}" for a in self.attempts
+                     if a.outcome in ("no-login-prompt", "error"))
+
+
+def _try_console_login(con: ConsoleTerminal, user: str, password: str,
+                       timeout: float) -> ConsoleCredentialAttempt:
+    state = _settled_state(con, timeout)
+    if state is ConsoleState.SHELL:
+        _type(con, _LOGOUT)
+        time.sleep(_RESPAWN_S)
+        state = _settled_state(con, timeout)
+    if state is not ConsoleState.LOGIN_PROMPT:
+        return ConsoleCredentialAttempt(user, password, "no-login-prompt",
+                                        f"a newline gives {state.value}, not a login prompt")
+    _type(con, user + "\r")
+    con.expect(_PASSWORD_PROMPT, timeout)
+    _type(con, password + "\r")
+    m = con.expect(_LOGIN_OUTCOME, _AFTER_PASSWORD_S)
+    if m.group(1) or m.group(2):
+        return ConsoleCredentialAttempt(user, password, "refused", m.group(0).strip())
+    # a prompt ending in $ or # may still be a banner line: ask the console what it shows
+    if _state(con, timeout) is ConsoleState.SHELL:
+        _type(con, _LOGOUT)
+        time.sleep(_RESPAWN_S)
+        return ConsoleCredentialAttempt(user, password, "accepted", "shell after login")
+    return ConsoleCredentialAttempt(user, password, "refused", "no shell after login")
+
+
+def console_default_credentials(con: ConsoleTerminal, *,
+                                credentials: Sequence[tuple[str, str]] = CONSOLE_DEFAULT_CREDENTIALS,
+                                timeout: float = 5.0) -> ConsoleCredentialsEvidence:
+    """Type each factory login at the console's login prompt; report which gave a shell."""
+    attempts: list[ConsoleCredentialAttempt] = []
+    with step("console default credentials", device=con.device, attempts=len(credentials)) as st:
+        for user, password in credentials:
+            if attempts and attempts[-1].outcome == "no-login-prompt":
+                # the console gives a shell without asking: no login can be typed at all
+                att = ConsoleCredentialAttempt(user, password, "no-login-prompt", attempts[-1].detail)
+                attempts.append(att)
+                continue
+            try:
+                att = _try_console_login(con, user, password, timeout)
+            except HilError as exc:
+                att = ConsoleCredentialAttempt(user, password, "error", str(exc)[:300])
+            attempts.append(att)
+        ev = ConsoleCredentialsEvidence(device=con.device, attempts=tuple(attempts))
+        st.attach("outcomes", "\n".join(f"{a.user}: {a.outcome} ({a.detail})" for a in attempts))
+        st.exit_status = 0 if not ev.accepted and not ev.untested else 1
+    return ev
+
