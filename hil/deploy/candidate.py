@@ -237,6 +237,9 @@ def _image_archives(root: Path, problems: list[Problem]) -> list[Path]:
     idir = root / "images"
     if not idir.exists():
         return []
+    if not idir.is_dir():
+        problems.append(Problem(str(idir), None, "must be a folder of image archives"))
+        return []
     out = []
     for p in sorted(idir.iterdir()):
         if p.is_file() and p.name.endswith(IMAGE_SUFFIXES):
@@ -259,6 +262,9 @@ def _compose_images(root: Path, recipes: list[Recipe], problems: list[Problem]) 
                 doc = yaml.safe_load(f.read_text(encoding="utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
                 problems.append(Problem(str(f), None, f"not a valid compose file: {exc}"))
+                continue
+            except RecursionError:
+                problems.append(Problem(str(f), None, "not a valid compose file: nesting is too deep"))
                 continue
             services = doc.get("services") if isinstance(doc, Mapping) else None
             if not isinstance(services, Mapping) or not services:

@@ -102,11 +102,15 @@ def load_document(path: Path) -> tuple[Any, Problem | None]:
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text), None
+        except RecursionError:
+            return None, Problem(fname, None, "nesting is too deep to be a recipe")
         except json.JSONDecodeError as exc:
             return None, Problem(fname, None, f"not valid JSON at line {exc.lineno}, column {exc.colno}: "
                                               f"{exc.msg}")
     try:
         return yaml.safe_load(text), None
+    except RecursionError:
+        return None, Problem(fname, None, "nesting is too deep to be a recipe")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
