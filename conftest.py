@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.devices",
     "fixtures.outcomes",
     "fixtures.gate",
+    "fixtures.security",
 ]
