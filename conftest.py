@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.outcomes",
     "fixtures.gate",
     "fixtures.security",
+    "fixtures.run_meta", "fixtures.deploy", "fixtures.latency",
 ]
