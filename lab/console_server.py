@@ -33,6 +33,8 @@ BOOT_LOG_BYTES = 256 * 1024
 REPLAY_WINDOW = 120.0
 """A client connecting this long after power-on still gets the boot log replayed: the
 output from power-on until the first byte anyone typed (never somebody's session)."""
+REPLAY_DELAY = 0.3
+"""Seconds between a client's connect and the replay (see _welcome)."""
 WATCH_INTERVAL = 1.0
 HEADER = struct.Struct(">BxxxL")
 
@@ -206,12 +208,20 @@ class ConsolePort:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             log.info("%s: console client %s:%d connected", self.hub.name, *_addr[:2])
-            with self._lock:
-                if self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW:
-                    with contextlib.suppress(OSError):
-                        conn.sendall(bytes(self._boot_log))
-                self._clients.add(conn)
+            self._thread(self._welcome, "welcome", conn)
             self._thread(self._relay_client, "client", conn)
+
+    def _welcome(self, conn: socket.socket) -> None:
+        """Replay the boot log, then relay live output. Not at once: pyserial's socket://
+        open() discards whatever already arrived (reset_input_buffer), which would eat it."""
+        time.sleep(REPLAY_DELAY)
+        with self._lock:
+            if conn.fileno() < 0:
+                return  # the client left during the delay
+            if self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW:
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes(self._boot_log))
+            self._clients.add(conn)
 
     def _relay_client(self, conn: socket.socket) -> None:
         try:
