@@ -1,0 +1,144 @@
+"""pytest plugin for the harness's own lab tests: inject a fault around one suite check.
+
+Loaded into a child ``pytest suites/...`` run with ``-p hub_faults`` (this folder on
+PYTHONPATH). The fault is injected by the child, on the hub it holds the lease of
+(after the ``hub`` fixture made it healthy), right before the targeted check, and
+cleared right after it - so no other lease holder ever sees the fault, and the
+parent test needs no lease of its own while the child runs.
+
+``HIL_HUB_FAULTS="hub-vuln=containers,log-secret;hub-03=nucleus-down"`` picks faults;
+``HIL_HUB_FAULTS_LOG=FILE`` receives one JSON line per inject/clear (the proof).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from hil.hub import Hub
+
+REGISTRY_IMAGE = "172.28.77.5:5000/hil/web:1.0"
+FAULT_CONTAINERS = {
+    "hil-fault-hostnet": ["run", "-d", "--network", "host", "--pid", "host"],
+    # the lab's engines cannot start privileged containers (no CAP_SYS_RESOURCE):
+    # created, it carries HostConfig.Privileged exactly as a started one would
+    "hil-fault-privileged": ["create", "--privileged"],
+    "hil-fault-docker-sock": ["create", "-v", "/var/run/docker.sock:/var/run/docker.sock"],
+}
+LEAKY_LOG = "/greengrass/v2/logs/com.example.HilFaultLeaky.log"
+LEAKY_TEXT = ("2024-05-01T10:00:00.000Z [INFO] (pool-2) com.example.HilFaultLeaky: "
+              "connecting with token=hilFaultTok3nAbCdEf0123\n"
+              "-----BEGIN EC PRIVATE KEY-----\n")
+NUCLEUS_START = "/opt/hil-lab/nucleus/start"
+
+
+def _ok(hub: Hub, argv: list[str], timeout: float = 120.0) -> str:
+    return hub.ssh.run(argv, sudo=True, timeout=timeout).check().stdout
+
+
+def _inject_containers(hub: Hub) -> dict[str, object]:
+    had_image = hub.ssh.run(["docker", "image", "inspect", REGISTRY_IMAGE], sudo=True).ok
+    if not had_image:
+        _ok(hub, ["docker", "pull", REGISTRY_IMAGE])
+    for name, args in FAULT_CONTAINERS.items():
+        _ok(hub, ["docker", *args, "--name", name, REGISTRY_IMAGE])
+    return {"had_image": had_image}
+
+
+def _clear_containers(hub: Hub, state: dict[str, object]) -> None:
+    hub.ssh.run(["docker", "rm", "-f", *FAULT_CONTAINERS], sudo=True, timeout=60)
+    if not state.get("had_image"):
+        hub.ssh.run(["docker", "rmi", REGISTRY_IMAGE], sudo=True, timeout=60)
+
+
+def _inject_log_secret(hub: Hub) -> dict[str, object]:
+    hub.ssh.run(["tee", LEAKY_LOG], sudo=True, stdin=LEAKY_TEXT).check()
+    return {"file": LEAKY_LOG}
+
+
+def _clear_log_secret(hub: Hub, state: dict[str, object]) -> None:
+    hub.ssh.run(["rm", "-f", LEAKY_LOG], sudo=True).check()
+
+
+def _nucleus_pids(hub: Hub) -> list[str]:
+    res = hub.ssh.run(["pgrep", "-f", "[g]gnucleus.daemon"])
+    return res.stdout.split()
+
+
+def _inject_nucleus_down(hub: Hub) -> dict[str, object]:
+    pids = _nucleus_pids(hub)
+    if not pids:
+        raise RuntimeError(f"{hub.name}: no nucleus stand-in process to stop")
+    _ok(hub, ["kill", "-TERM", *pids])
+    deadline = time.monotonic() + 15
+    while _nucleus_pids(hub):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{hub.name}: nucleus still running 15 s after SIGTERM")
+        time.sleep(0.2)
+    return {"stopped": pids}
+
+
+def _clear_nucleus_down(hub: Hub, state: dict[str, object]) -> None:
+    _ok(hub, ["setsid", "-f", NUCLEUS_START])
+    deadline = time.monotonic() + 60
+    while not hub.ssh.run(["/greengrass/v2/bin/greengrass-cli", "component", "list"], sudo=True,
+                          timeout=30).ok:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{hub.name}: greengrass-cli not answering 60 s after restarting the nucleus")
+        time.sleep(0.5)
+
+
+@dataclass(frozen=True)
+class Fault:
+    target: str
+    """The suite check (function name) the fault is injected around."""
+    inject: Callable[[Hub], dict[str, object]]
+    clear: Callable[[Hub, dict[str, object]], None]
+
+
+FAULTS: dict[str, Fault] = {
+    "containers": Fault("test_containers_isolated", _inject_containers, _clear_containers),
+    "log-secret": Fault("test_no_secrets_in_greengrass_logs", _inject_log_secret, _clear_log_secret),
+    "nucleus-down": Fault("test_nucleus_healthy", _inject_nucleus_down, _clear_nucleus_down),
+}
+
+
+def _wanted() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for part in filter(None, os.environ.get("HIL_HUB_FAULTS", "").split(";")):
+        hub, _, names = part.partition("=")
+        out[hub.strip()] = [n.strip() for n in names.split(",") if n.strip()]
+    return out
+
+
+def _log(event: str, hub: str, fault: str, **extra: object) -> None:
+    path = os.environ.get("HIL_HUB_FAULTS_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"event": event, "hub": hub, "fault": fault, "time": time.time(), **extra},
+                                default=str) + "\n")
+
+
+@pytest.fixture(autouse=True)
+def _hil_hub_fault(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "hub" not in request.fixturenames:
+        yield
+        return
+    hub: Hub = request.getfixturevalue("hub")
+    func = getattr(request.node, "originalname", request.node.name)
+    faults = [n for n in _wanted().get(hub.name, []) if FAULTS[n].target == func]
+    done: list[tuple[str, dict[str, object]]] = []
+    try:
+        for name in faults:
+            done.append((name, FAULTS[name].inject(hub)))
+            _log("inject", hub.name, name, test=request.node.nodeid)
+        yield
+    finally:
+        for name, state in reversed(done):
+            FAULTS[name].clear(hub, state)
+            _log("clear", hub.name, name, test=request.node.nodeid)
