@@ -18,7 +18,10 @@ _PEM_KEY = re.compile(
 _TOKEN_PATTERNS = [
     re.compile(r"(?i)(password|passwd|secret|token|api[_-]?key)(\s*[=:]\s*)(\S+)"),
     re.compile(r"AKIA[0-9A-Z]{16}"),
+    re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]{8,})"),
 ]
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 
 _known: set[str] = set()
 _lock = threading.Lock()
@@ -37,8 +40,54 @@ def redact(text: str) -> str:
     out = _PEM_KEY.sub("-----BEGIN PRIVATE KEY-----" + MASK + "-----END PRIVATE KEY-----", text)
     out = _TOKEN_PATTERNS[0].sub(lambda m: m.group(1) + m.group(2) + MASK, out)
     out = _TOKEN_PATTERNS[1].sub(MASK, out)
+    out = _TOKEN_PATTERNS[2].sub(lambda m: m.group(1) + MASK, out)
     with _lock:
         known = sorted(_known, key=len, reverse=True)
     for value in known:
         out = out.replace(value, MASK)
     return out
+
+
+def redact_bytes(data: bytes) -> bytes:
+    """``redact`` for file contents: UTF-8 text is redacted, other bytes pass unchanged."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    return redact(text).encode("utf-8")
+
+
+class StreamRedactor:
+    """Redacts a text stream (a console capture) line by line, as it arrives.
+
+    A secret split across two reads is still whole in its line, and the lines of a PEM
+    key block are masked from BEGIN to END. A partial last line is held back until its
+    newline or ``flush()``.
+    """
+
+    def __init__(self) -> None:
+        self._tail = ""
+        self._in_key = False
+
+    def feed(self, text: str) -> str:
+        self._tail += text
+        lines = self._tail.split("\n")
+        self._tail = lines.pop()
+        return "".join(self._line(line) + "\n" for line in lines)
+
+    def flush(self) -> str:
+        tail, self._tail = self._tail, ""
+        return self._line(tail) if tail else ""
+
+    def _line(self, line: str) -> str:
+        if self._in_key:
+            end = _PEM_END.search(line)
+            if end is None:
+                return ""
+            self._in_key = False
+            return redact(line[end.end():])
+        begin = _PEM_BEGIN.search(line)
+        if begin and not _PEM_END.search(line, begin.end()):
+            self._in_key = True
+            return redact(line[:begin.start()]) + "-----BEGIN PRIVATE KEY-----" + MASK
+        return redact(line)
