@@ -57,17 +57,21 @@ class SecretRef(BaseModel):
         return cls(file=Path(m.group("file")))
 
     def resolve(self) -> str:
-        """The secret's value; raises ``InventoryError`` naming the reference when unset."""
+        """The secret's value (registered for redaction); InventoryError naming the reference when unset."""
+        from hil.redact import register_secret
+
         if self.env is not None:
             value = os.environ.get(self.env)
             if value is None:
                 raise InventoryError(f"environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            return self.file.read_text().strip()
-        except OSError as exc:
-            raise InventoryError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
+        else:
+            assert self.file is not None
+            try:
+                value = self.file.read_text().strip()
+            except OSError as exc:
+                raise InventoryError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
+        register_secret(value)
+        return value
 
     def __str__(self) -> str:  # never shows the value
         return f"${{{self.env}}}" if self.env else f"${{file:{self.file}}}"
