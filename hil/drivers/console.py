@@ -30,7 +30,7 @@ import serial
 from hil.drivers.base import CommandResult
 from hil.errors import CommandTimeout, DeviceUnreachable, InfrastructureError
 from hil.inventory import ConsoleSpec
-from hil.redact import register_secret
+from hil.redact import StreamRedactor, register_secret
 from hil.steps import step
 from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
@@ -181,6 +181,7 @@ class SerialConsole:
         self._run_lock = threading.Lock()
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._cleaner = _StreamCleaner()
+        self._capture_redactor = StreamRedactor()
 
     # -- lifecycle -----------------------------------------------------------
     def open(self) -> None:
@@ -216,6 +217,7 @@ class SerialConsole:
             finally:
                 self._port = None
         if self._capture is not None:
+            self._capture.write(self._capture_redactor.flush())
             self._capture.close()
             self._capture = None
 
@@ -231,7 +233,8 @@ class SerialConsole:
         assert port is not None
         try:
             fd: int | None = port.fileno()
-        except (AttributeError, NotImplementedError, serial.SerialException):
+        except (AttributeError, NotImplementedError, OSError, serial.SerialException):
+            # loop:// raises io.UnsupportedOperation (an OSError): poll instead of select
             fd = None
         while not self._stop.is_set():
             try:
@@ -254,7 +257,8 @@ class SerialConsole:
         if not text:
             return
         if self._capture is not None:
-            self._capture.write(text)
+            # the capture file is evidence attached to reports: redacted, a line at a time
+            self._capture.write(self._capture_redactor.feed(text))
             self._capture.flush()  # a killed run must leave a readable capture
         with self._cond:
             self._buf += text
