@@ -48,12 +48,13 @@ def _mark(ok: bool) -> str:
 
 def _table(rows: list[HubStatus]) -> Table:
     table = Table(title="virtual lab")
-    for column in ("hub", "address", "power", "SSH", "console", "broker 8883", "engine", "nucleus"):
+    for column in ("hub", "address", "power", "SSH", "console", "broker 8883", "engine", "nucleus",
+                   "lease"):
         table.add_column(column)
     for r in rows:
         power = {"on": "[green]on[/green]", "hung": "[yellow]hung[/yellow]"}.get(r.power, "[red]off[/red]")
         table.add_row(r.name, r.address, power, _mark(r.ssh), _mark(r.console), _mark(r.broker),
-                      r.engine, r.nucleus)
+                      r.engine, r.nucleus, r.lease)
     return table
 
 
