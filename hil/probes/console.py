@@ -192,3 +192,15 @@ def console_default_credentials(con: ConsoleTerminal, *,
         st.exit_status = 0 if not ev.accepted and not ev.untested else 1
     return ev
 
+
+def console_logout(con: ConsoleTerminal, *, timeout: float = 5.0) -> str:
+    """Log out a shell on the console (so the next user finds a login prompt); the state after."""
+    with step("console logout", device=con.device) as st:
+        state = _state(con, timeout)
+        if state is ConsoleState.SHELL:
+            _type(con, _LOGOUT)
+            time.sleep(_RESPAWN_S)
+            state = _settled_state(con, timeout)
+        st.attach("state", state.value)
+        st.exit_status = 0
+    return state.value
