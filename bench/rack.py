@@ -32,7 +32,21 @@ def pytest_argv(tests: Path, devices: list[str], *extra: str) -> list[str]:
             str(ROOT / "devices.yaml"), *sel, *extra, str(tests)]
 
 
-def run_pytest(argv: list[str], env: dict[str, str]) -> float:
+def wait_quiet(devices: list[str], timeout: float = 600.0) -> None:
+    """Wait until nobody else holds these hubs' leases: a lease wait is not the harness's speed."""
+    from hil.inventory import load_inventory
+    from hil.lease import make_lease_store
+
+    store = make_lease_store(load_inventory(ROOT / "devices.yaml"))
+    deadline = time.monotonic() + timeout
+    while busy := sorted(set(store.holders()) & set(devices)):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"hubs still leased by others after {timeout:.0f} s: {', '.join(busy)}")
+        time.sleep(1.0)
+
+
+def run_pytest(argv: list[str], env: dict[str, str], devices: list[str]) -> float:
+    wait_quiet(devices)
     t0 = time.perf_counter()
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
                           check=False)
@@ -50,7 +64,7 @@ def time_to_first_test(device: str, repeat: int) -> list[float]:
             stamp = Path(tmp) / f"stamp{i}"
             env = {**os.environ, "HIL_BENCH_STAMP": str(stamp), "HIL_REPORTS_DIR": str(Path(tmp) / "reports")}
             t0 = time.time()
-            run_pytest(pytest_argv(ROOT / "bench" / "first_test", [device]), env)
+            run_pytest(pytest_argv(ROOT / "bench" / "first_test", [device]), env, [device])
             started = float(stamp.read_text().split()[1])
             out.append(started - t0)
     return out
@@ -62,7 +76,7 @@ def smoke_wall(devices: list[str], workers: int, repeat: int) -> list[float]:
         env = {**os.environ, "HIL_REPORTS_DIR": str(Path(tmp) / "reports")}
         for _ in range(repeat):
             argv = pytest_argv(ROOT / "bench" / "smoke_suite", devices, "-n", str(workers))
-            out.append(run_pytest(argv, env))
+            out.append(run_pytest(argv, env, devices))
     return out
 
 
