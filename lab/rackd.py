@@ -146,7 +146,8 @@ def stop(paths: LabPaths) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        if running_pid(paths) != pid or not Path(f"/proc/{pid}").exists():
+        # the pid file goes first; the listening sockets only with the process
+        if not Path(f"/proc/{pid}").exists():
             break
         time.sleep(0.1)
     else:
