@@ -275,6 +275,21 @@ class SerialConsole:
             raise DeviceUnreachable(f"{self.device}: writing to console {self.spec.url} failed: "
                                     f"{exc}") from None
 
+    def send(self, text: str) -> None:
+        """Type ``text`` on the console as a person would (no newline added)."""
+        self.open()
+        with step("console send", device=self.device) as st:
+            self._write(text)
+            st.exit_status = 0
+
+    def logout(self, timeout: float | None = None) -> ConsoleState:
+        """End a shell session (``exit``) and report what the console shows afterwards."""
+        self.open()
+        self._discard()
+        self._write("exit\r")
+        self._settle(time.monotonic() + (timeout if timeout is not None else self.timeouts.console_open))
+        return self.state(timeout)
+
     def captured(self) -> str:
         """Everything the console printed since open (cleaned)."""
         with self._cond:

@@ -55,7 +55,7 @@ class ConsoleTerminal(Protocol):
 
 def _type(con: ConsoleTerminal, text: str) -> None:
     # SerialConsole has no public "send raw keystrokes" call; its _write is exactly that
-    con._write(text)
+    con.send(text)
 
 
 def _state(con: ConsoleTerminal, timeout: float) -> ConsoleState:

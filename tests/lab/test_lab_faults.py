@@ -121,7 +121,7 @@ def test_kill_sshd_refuses_ssh_while_the_console_still_works(
         res = con.run(["pgrep", "-x", "sshd"])
         assert res.exit_status == 1  # the console shell sees what SSH cannot: no sshd
         assert con.run(["hostname"]).stdout.strip() == HUB
-        con._write("exit\r")  # leave no session behind (the driver has no logout)
+        con.send("exit\r")  # leave no session behind
     hil_cli("lab", "fault", HUB, "clear")
     wait_ssh(faulty, inv, 30)
 

@@ -66,7 +66,7 @@ def wait_ssh(dev: Device, inv: Inventory) -> float:
 
 def log_out(con: SerialConsole) -> None:
     """Leave no console session behind (the driver has no logout: the shell's own `exit`)."""
-    con._write("exit\r")
+    con.send("exit\r")
     con.expect(r"login: *$|login: ", timeout=10)
 
 

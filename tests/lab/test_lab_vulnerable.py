@@ -194,7 +194,7 @@ def test_c1_console_newline_gives_a_root_shell_without_login(
                        lab_inventory.timeouts) as con:
         if con.state(lab_inventory.timeouts.console_login) is ConsoleState.SHELL:
             # maybe a session someone left: end it; a hardened getty would now ask for a login
-            con._write("exit\r")
+            con.send("exit\r")
             time.sleep(1.0)
         assert con.state(lab_inventory.timeouts.console_login) is ConsoleState.SHELL
         res = con.run(["id", "-un"])
