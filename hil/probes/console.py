@@ -50,11 +50,10 @@ class ConsoleTerminal(Protocol):
 
     def captured(self) -> str: ...
 
-    def _write(self, text: str) -> None: ...
+    def send(self, text: str) -> None: ...
 
 
 def _type(con: ConsoleTerminal, text: str) -> None:
-    # SerialConsole has no public "send raw keystrokes" call; its _write is exactly that
     con.send(text)
 
 
