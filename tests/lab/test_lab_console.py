@@ -19,6 +19,8 @@ import pytest
 import requests
 import serial
 
+from hil.inventory import load_inventory
+from hil.lease import make_lease_store
 from hil.timeouts import DEFAULT_TIMEOUTS
 from lab.topology import HubSpec, hub_by_name
 
@@ -36,6 +38,7 @@ def _test_hub() -> HubSpec:
 
 
 HUB = _test_hub()
+ROOT = Path(__file__).resolve().parents[2]
 FIRST_BOOT_LINE = "Booting Linux on physical CPU"
 
 
@@ -44,13 +47,20 @@ def _hil() -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def running_lab() -> None:
+def running_lab() -> Iterator[None]:
     status = subprocess.run([_hil(), "lab", "status"], capture_output=True, text=True, timeout=60,
                             check=False)
     if status.returncode != 0:
         pytest.skip(f"no virtual lab is up (`hil lab status`: {status.stdout.strip()[:120]})")
     if HUB.name not in status.stdout:
         pytest.skip(f"the running lab has no {HUB.name}")
+    # these tests power-cycle the hub: hold its lease so no other run uses it meanwhile
+    inventory = load_inventory(ROOT / "devices.yaml")
+    lease = make_lease_store(inventory).acquire(HUB.name, timeout=inventory.timeouts.lease)
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ import docker
 import pytest
 import requests
 
+from hil.inventory import load_inventory
+from hil.lease import make_lease_store
 from hil.timeouts import DEFAULT_TIMEOUTS
 from lab.topology import HubSpec, hub_by_name
 
@@ -35,6 +37,7 @@ def _test_hub() -> HubSpec:
 
 
 HUB = _test_hub()
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hil() -> str:
@@ -42,13 +45,20 @@ def _hil() -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def running_lab() -> None:
+def running_lab() -> Iterator[None]:
     status = subprocess.run([_hil(), "lab", "status"], capture_output=True, text=True, timeout=60,
                             check=False)
     if status.returncode != 0:
         pytest.skip(f"no virtual lab is up (`hil lab status`: {status.stdout.strip()[:120]})")
     if HUB.name not in status.stdout:
         pytest.skip(f"the running lab has no {HUB.name}")
+    # these tests power-cycle the hub: hold its lease so no other run uses it meanwhile
+    inventory = load_inventory(ROOT / "devices.yaml")
+    lease = make_lease_store(inventory).acquire(HUB.name, timeout=inventory.timeouts.lease)
+    try:
+        yield
+    finally:
+        lease.release()
 
 
 @pytest.fixture
