@@ -43,6 +43,7 @@ from hil.drivers.greengrass import (
     state_events,
 )
 from hil.errors import FailureClass, HilError, InfrastructureError
+from hil.lease import LeaseLost
 from hil.steps import step
 from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
@@ -93,6 +94,7 @@ class Deployment:
                  policy: FailurePolicy = FailurePolicy.DO_NOTHING, staging_root: str = STAGING_ROOT,
                  run_id: str | None = None, pull_images: bool = True, poll: float = 1.0, stack: bool = False,
                  on_phase: Callable[[str], None] | None = None,
+                 fence: Callable[[], None] | None = None,
                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
         self.shell = shell
         self.files = files
@@ -107,6 +109,8 @@ class Deployment:
         self.pull_images = pull_images
         self.poll = poll
         self._phase = on_phase or (lambda _msg: None)
+        self._fence = fence or (lambda: None)
+        """Called before every destructive step; raises LeaseLost when our lease is no longer ours."""
         self._clock = clock
         self._sleep = sleep
         self.stack = stack
@@ -141,8 +145,8 @@ class Deployment:
                 res.ok = True
             except _Failed:
                 res.failure_class = FailureClass.PRODUCT
-            except PendingDeployment:
-                raise  # bad use, not a deployment outcome
+            except (PendingDeployment, LeaseLost):
+                raise  # bad use / not our hub any more: not a deployment outcome
             except HilError as exc:
                 res.problem = str(exc)
                 res.failure_class = exc.failure_class
@@ -179,11 +183,13 @@ class Deployment:
                                  current, dict(self.candidate.components), self.staging_root)
         res.snapshot = self.snapshot
         if pending is None:
+            self._fence()
             save(self.shell, self.files, self.snapshot)
             self._owns_saved = True
 
     def _upload(self) -> None:
         files = list(self.candidate.files())
+        self._fence()
         self._phase(f"uploading {len(files)} file(s) to {self.staging}")
         dirs = sorted({str(PurePosixPath(self.staging, rel).parent) for _, rel in files}
                       | {f"{self.staging}/recipes"})
@@ -193,6 +199,7 @@ class Deployment:
 
     def _images(self, res: DeploymentResult) -> None:
         archives = self.candidate.image_archives
+        self._fence()
         if archives:
             self.shell.run(["mkdir", "-p", f"{self.staging}/images"]).check()
         for archive in archives:
@@ -220,6 +227,7 @@ class Deployment:
             raise _Failed
 
     def _submit(self, res: DeploymentResult) -> None:
+        self._fence()
         self._phase(f"deployment create --merge {self.candidate.components}")
         has_artifacts = self.candidate.artifact_dir.is_dir() and any(self.candidate.artifact_dir.iterdir())
         res.deployment_id = self.gg.create_deployment(
@@ -308,6 +316,7 @@ class Deployment:
         if snap is None:
             raise NothingToRestore("nothing to restore: no snapshot was taken or saved on the hub",
                                    device=self.device)
+        self._fence()
         return restore_snapshot(self.shell, self.gg, snap, timeouts=self.timeouts, poll=self.poll,
                                 forget_saved=forget_saved,
                                 on_phase=on_phase or self._phase, clock=self._clock, sleep=self._sleep)
