@@ -100,6 +100,9 @@ class Hub:
         self.last_health: HealthReport | None = None
         self.history: list[tuple[HubState, HubState, str]] = []
         """(from, to, why) of every transition, for reports and tests."""
+        self.ready_hooks: list[Callable[[Hub], None]] = []
+        """Run once each, in order, the first time the hub is HEALTHY (the pool's teardown-on-acquire).
+        A hook that raises HilError breaks the hub: it needs a person (infrastructure)."""
 
     # -- construction from the inventory --------------------------------------
     @classmethod
@@ -205,12 +208,23 @@ class Hub:
         with step(f"hub {self.name}: ensure ready", device=self.name) as st:
             try:
                 self._recover(deadline)
+                self._run_ready_hooks()
             except HubBroken as exc:
                 st.exit_status = 1
                 st.attach("reason", str(exc))
                 raise
             st.exit_status = 0
         return self
+
+    def _run_ready_hooks(self) -> None:
+        while self.ready_hooks:
+            hook = self.ready_hooks.pop(0)  # popped first: a failing hook is not retried
+            try:
+                hook(self)
+            except HubBroken:
+                raise
+            except HilError as exc:
+                self._break(f"needs attention: {exc}")
 
     def _recover(self, deadline: float) -> None:
         problems: list[str] = []
