@@ -151,6 +151,8 @@ class Deployment:
                 res.problem = str(exc)
                 res.failure_class = exc.failure_class
             if not res.ok and res.failure_class is not FailureClass.INFRASTRUCTURE:
+                self._rebooted_meanwhile(res, self._clock() - t0)
+            if not res.ok and res.failure_class is not FailureClass.INFRASTRUCTURE:
                 self._phase("collecting logs")
                 self._collect_evidence(res)
             res.durations["total"] = self._clock() - t0
@@ -158,6 +160,18 @@ class Deployment:
             for name, text in res.attachments.items():
                 st.attach(name, text)
         return res
+
+    def _rebooted_meanwhile(self, res: DeploymentResult, elapsed: float) -> None:
+        """A hub that lost power mid-deployment answers "nucleus not there" afterwards: that is
+        infrastructure, not the candidate. PID 1's age tells (also inside a container)."""
+        try:
+            got = self.shell.run(["ps", "-o", "etimes=", "-p", "1"], timeout=self.timeouts.ssh_command)
+            up = int(got.stdout.strip()) if got.ok else None
+        except (HilError, ValueError):
+            return
+        if up is not None and up < elapsed:
+            res.problem = f"{self.device}: the hub rebooted during the deployment (up {up}s): {res.problem}"
+            res.failure_class = FailureClass.INFRASTRUCTURE
 
     def _timed(self, res: DeploymentResult, name: str, fn: Callable[..., None], *args: object) -> None:
         t = self._clock()
