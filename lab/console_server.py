@@ -208,27 +208,34 @@ class ConsolePort:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             log.info("%s: console client %s:%d connected", self.hub.name, *_addr[:2])
-            self._thread(self._welcome, "welcome", conn)
-            self._thread(self._relay_client, "client", conn)
+            welcomed = threading.Event()
+            self._thread(self._welcome, "welcome", conn, welcomed)
+            self._thread(self._relay_client, "client", conn, welcomed)
 
-    def _welcome(self, conn: socket.socket) -> None:
+    def _welcome(self, conn: socket.socket, welcomed: threading.Event) -> None:
         """Replay the boot log, then relay live output. Not at once: pyserial's socket://
         open() discards whatever already arrived (reset_input_buffer), which would eat it."""
         time.sleep(REPLAY_DELAY)
-        with self._lock:
-            if conn.fileno() < 0:
-                return  # the client left during the delay
-            if self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW:
-                with contextlib.suppress(OSError):
-                    conn.sendall(bytes(self._boot_log))
-            self._clients.add(conn)
+        try:
+            with self._lock:
+                if conn.fileno() < 0:
+                    return  # the client left during the delay
+                if self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW:
+                    with contextlib.suppress(OSError):
+                        conn.sendall(bytes(self._boot_log))
+                self._clients.add(conn)
+        finally:
+            welcomed.set()
 
-    def _relay_client(self, conn: socket.socket) -> None:
+    def _relay_client(self, conn: socket.socket, welcomed: threading.Event) -> None:
         try:
             while True:
                 data = conn.recv(4096)
                 if not data:
                     break
+                # keys typed before the client gets output would have their answer (a
+                # login prompt) sent to nobody: hold them until the welcome is done
+                welcomed.wait(REPLAY_DELAY + 2.0)
                 with self._lock:
                     self._interacted = True
                 # do not wait for the watcher's next round if the hub came up meanwhile
