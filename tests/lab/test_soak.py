@@ -100,6 +100,7 @@ def test_soak_smoke_suite_with_random_faults(tmp_path: Path) -> None:
     try:
         pending: tuple[str, float] | None = None
         slowed: str | None = None
+        last_fault = "none"
         for i in range(runs):
             timer = plug_later(*pending) if pending else None
             t0 = time.monotonic()
@@ -108,7 +109,7 @@ def test_soak_smoke_suite_with_random_faults(tmp_path: Path) -> None:
                 timer.join()
             classes = Counter(r["failure_class"] for r in rows if r["outcome"] != "passed")
             outcomes = Counter(r["outcome"] for r in rows)
-            fig = {"run": i, "fault_before": pending, "seconds": round(time.monotonic() - t0, 1),
+            fig = {"run": i, "fault_before": last_fault, "seconds": round(time.monotonic() - t0, 1),
                    "outcomes": dict(outcomes), "classes": dict(classes), "exit": proc.returncode}
             figures.append(fig)
             print(f"\n[soak] {json.dumps(fig)}")
@@ -122,10 +123,7 @@ def test_soak_smoke_suite_with_random_faults(tmp_path: Path) -> None:
             inject(hub, fault)
             pending = (hub, 10.0) if fault == "cable-pull" else None
             slowed = hub if fault == "slow-network" else None
-            if fault not in ("cable-pull", "none"):
-                figures[-1]["fault_after"] = f"{hub} {fault}"
-            elif fault == "cable-pull":
-                figures[-1]["fault_after"] = f"{hub} cable-pull (plugged 10 s into the next run)"
+            last_fault = f"{hub} {fault}"
     finally:
         for hub in HUBS:
             put_back(hub)
