@@ -94,6 +94,9 @@ def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = Non
     client = engine.connect(paths, report=lambda msg: _describe(progress, task, f"Docker engine: {msg}"))
     steps.done(task)
 
+    # hubs already running stay served (consoles, PDU, known_hosts): `up` adds, never orphans
+    hubs = _with_running_hubs(client, hubs)
+
     task = steps.begin("keys, host keys and certificates")
     state = ensure_state(state_dir, hubs)
     steps.done(task)
@@ -122,6 +125,18 @@ def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = Non
     task = steps.begin("hubs: waiting for sshd", total=len(hubs))
     wait_for_ssh(hubs, timeout=DEFAULT_TIMEOUTS.boot, on_ready=lambda _hub: steps.advance(task))
     return UpResult(list(hubs), images, time.monotonic() - started)
+
+
+def _with_running_hubs(client: docker.DockerClient, hubs: Sequence[HubSpec]) -> list[HubSpec]:
+    wanted = list(hubs)
+    names = {h.name for h in wanted}
+    for container in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=hub"}):
+        name = container.labels.get(HUB_LABEL, "")
+        spec = hub_by_name(name)
+        if spec is not None and name not in names:
+            wanted.append(spec)
+            names.add(name)
+    return sorted(wanted, key=lambda h: h.outlet)
 
 
 def _describe(progress: rich.progress.Progress | None, task: rich.progress.TaskID | None,
@@ -219,7 +234,8 @@ def ensure_hub_container(client: docker.DockerClient, network: Network, hub: Hub
     """Create the hub's container (stopped: the PDU powers it on) unless an identical one exists."""
     container = _existing(client, hub.container)
     if container is not None:
-        if container.attrs["Config"]["Image"] == images.hub:
+        config = container.attrs["Config"]
+        if config["Image"] == images.hub and not config.get("StdinOnce"):
             return container
         container.remove(force=True)
     try:
@@ -236,7 +252,9 @@ def ensure_hub_container(client: docker.DockerClient, network: Network, hub: Hub
                hub.volume: {"bind": "/var/lib/docker", "mode": "rw"}},
     )
     created = client.api.create_container(
-        images.hub, name=hub.container, hostname=hub.name, stdin_open=True, tty=False,
+        # detach=True: the SDK otherwise sets StdinOnce, and the console's stdin would close
+        # for good the first time the console server detaches (a dead UART until power-off)
+        images.hub, name=hub.container, hostname=hub.name, stdin_open=True, tty=False, detach=True,
         labels={**LABELS, ROLE_LABEL: "hub", HUB_LABEL: hub.name}, host_config=host_config,
         networking_config=client.api.create_networking_config(
             {NETWORK: client.api.create_endpoint_config(ipv4_address=hub.address)}),
