@@ -175,7 +175,8 @@ def ensure_registry(client: docker.DockerClient, images: LabImages, state: LabSt
     data.mkdir(parents=True, exist_ok=True)
     container = _existing(client, REGISTRY_CONTAINER)
     if container is not None and (container.attrs["Config"]["Image"] != images.registry
-                                  or container.status != "running"):
+                                  or container.status != "running"
+                                  or not _mounts(container, paths.registry_certs)):
         container.remove(force=True)
         container = None
     if container is None:
@@ -235,7 +236,8 @@ def ensure_hub_container(client: docker.DockerClient, network: Network, hub: Hub
     container = _existing(client, hub.container)
     if container is not None:
         config = container.attrs["Config"]
-        if config["Image"] == images.hub and not config.get("StdinOnce"):
+        if (config["Image"] == images.hub and not config.get("StdinOnce")
+                and _mounts(container, paths.hub_config(hub.name))):
             return container
         container.remove(force=True)
     try:
@@ -260,6 +262,13 @@ def ensure_hub_container(client: docker.DockerClient, network: Network, hub: Hub
             {NETWORK: client.api.create_endpoint_config(ipv4_address=hub.address)}),
     )
     return client.containers.get(created["Id"])
+
+
+def _mounts(container: Container, source: Path) -> bool:
+    """True when ``container`` bind-mounts ``source`` (a lab made from another checkout's
+    state folder, e.g. a CI clone, must not be reused: its keys and certificates differ)."""
+    binds = container.attrs.get("HostConfig", {}).get("Binds") or []
+    return any(str(b).split(":", 1)[0] == str(source) for b in binds)
 
 
 def _existing(client: docker.DockerClient, name: str) -> Container | None:
