@@ -6,61 +6,22 @@ Needs a running lab (`hil lab up`); skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import pytest
 import requests
 import serial
+from lab_hub import HUB, PDU, leased_running_hub
 
-from hil.inventory import load_inventory
-from hil.lease import make_lease_store
 from hil.timeouts import DEFAULT_TIMEOUTS
-from lab.topology import HubSpec, hub_by_name
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-PDU = "http://127.0.0.1:47080/cm"
-
-
-def _test_hub() -> HubSpec:
-    name = os.environ.get("HIL_LAB_TEST_HUB", "hub-03")
-    hub = hub_by_name(name)
-    if hub is None:
-        raise ValueError(f"HIL_LAB_TEST_HUB={name!r} is not a lab hub name")
-    return hub
-
-
-HUB = _test_hub()
-ROOT = Path(__file__).resolve().parents[2]
 FIRST_BOOT_LINE = "Booting Linux on physical CPU"
 
-
-def _hil() -> str:
-    return shutil.which("hil") or str(Path(sys.executable).with_name("hil"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def running_lab() -> Iterator[None]:
-    status = subprocess.run([_hil(), "lab", "status"], capture_output=True, text=True, timeout=60,
-                            check=False)
-    if status.returncode != 0:
-        pytest.skip(f"no virtual lab is up (`hil lab status`: {status.stdout.strip()[:120]})")
-    if HUB.name not in status.stdout:
-        pytest.skip(f"the running lab has no {HUB.name}")
-    # these tests power-cycle the hub: hold its lease so no other run uses it meanwhile
-    inventory = load_inventory(ROOT / "devices.yaml")
-    lease = make_lease_store(inventory).acquire(HUB.name, timeout=inventory.timeouts.lease)
-    try:
-        yield
-    finally:
-        lease.release()
+running_lab = pytest.fixture(scope="module", autouse=True)(leased_running_hub)
 
 
 @pytest.fixture
