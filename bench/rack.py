@@ -51,7 +51,9 @@ def run_pytest(argv: list[str], env: dict[str, str], devices: list[str]) -> floa
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
                           check=False)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    # exit 1 = some checks failed (e.g. the real smoke suite on hub-vuln's console): the
+    # wall time still counts when asked to time a suite whose verdicts do not matter here
+    if proc.returncode != 0 and not (proc.returncode == 1 and os.environ.get("HIL_BENCH_TOLERATE")):
         raise SystemExit(f"pytest failed (exit {proc.returncode}):\n"
                          f"{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
     return wall
@@ -70,12 +72,12 @@ def time_to_first_test(device: str, repeat: int) -> list[float]:
     return out
 
 
-def smoke_wall(devices: list[str], workers: int, repeat: int) -> list[float]:
+def smoke_wall(devices: list[str], workers: int, repeat: int, suite: Path) -> list[float]:
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "HIL_REPORTS_DIR": str(Path(tmp) / "reports")}
         for _ in range(repeat):
-            argv = pytest_argv(ROOT / "bench" / "smoke_suite", devices, "-n", str(workers))
+            argv = pytest_argv(suite, devices, "-n", str(workers))
             out.append(run_pytest(argv, env, devices))
     return out
 
@@ -84,17 +86,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", action="append", default=None, help=f"hubs (default: {' '.join(HUBS)})")
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure (the median is reported)")
+    ap.add_argument("--suite", type=Path, default=ROOT / "bench" / "smoke_suite",
+                    help="the fixed suite timed with -n 0 and -n N (e.g. suites/smoke)")
+    ap.add_argument("--tolerate-failures", action="store_true",
+                    help="time the suite even when some of its checks fail (exit 1)")
+    ap.add_argument("--skip-first-test", action="store_true", help="only the -n 0 / -n N figure")
     args = ap.parse_args()
     devices: list[str] = args.device or HUBS
+    if args.tolerate_failures:
+        os.environ["HIL_BENCH_TOLERATE"] = "1"
 
-    first = time_to_first_test(devices[0], args.repeat)
-    print(f"first test starts after launch  {statistics.median(first):5.2f} s median "
-          f"(runs: {', '.join(f'{x:.2f}' for x in first)}; budget < 2 s) on {devices[0]}")
+    if not args.skip_first_test:
+        first = time_to_first_test(devices[0], args.repeat)
+        print(f"first test starts after launch  {statistics.median(first):5.2f} s median "
+              f"(runs: {', '.join(f'{x:.2f}' for x in first)}; budget < 2 s) on {devices[0]}")
     n = len(devices)
-    serial = smoke_wall(devices, 0, args.repeat)
-    parallel = smoke_wall(devices, n, args.repeat)
+    serial = smoke_wall(devices, 0, args.repeat, args.suite)
+    parallel = smoke_wall(devices, n, args.repeat, args.suite)
     s, p = statistics.median(serial), statistics.median(parallel)
-    print(f"smoke suite, {n} hubs x 10 tests   -n 0: {s:5.2f} s   -n {n}: {p:5.2f} s   "
+    print(f"{args.suite.name}, {n} hubs   -n 0: {s:5.2f} s   -n {n}: {p:5.2f} s   "
           f"ratio {s / p:4.2f}x (budget >= 2.5x)")
     print(f"  -n 0 runs: {', '.join(f'{x:.2f}' for x in serial)};  -n {n} runs: "
           f"{', '.join(f'{x:.2f}' for x in parallel)}")
