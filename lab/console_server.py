@@ -91,6 +91,8 @@ class ConsolePort:
         self.port = hub.console_port if port is None else port
         self._lock = threading.RLock()
         self._clients: set[socket.socket] = set()
+        self._waiting: dict[socket.socket, bytearray] = {}
+        """New clients in their welcome delay: live output queued for them, in order."""
         self._attachment: _Attachment | None = None
         self._boot_log = bytearray()
         self._booted_at = 0.0
@@ -192,6 +194,8 @@ class ConsolePort:
         with self._lock:
             if not self._interacted and len(self._boot_log) < BOOT_LOG_BYTES:
                 self._boot_log += data[:BOOT_LOG_BYTES - len(self._boot_log)]
+            for queued in self._waiting.values():
+                queued += data
             clients = list(self._clients)
         for conn in clients:
             try:
@@ -209,20 +213,26 @@ class ConsolePort:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             log.info("%s: console client %s:%d connected", self.hub.name, *_addr[:2])
             welcomed = threading.Event()
-            self._thread(self._welcome, "welcome", conn, welcomed)
+            with self._lock:
+                # what the client will be shown first: the boot so far (a late client of a
+                # fresh boot), then everything printed from now on, nothing twice, nothing lost
+                recent = self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW
+                replay = bytes(self._boot_log) if recent else b""
+                self._waiting[conn] = bytearray()
+            self._thread(self._welcome, "welcome", conn, replay, welcomed)
             self._thread(self._relay_client, "client", conn, welcomed)
 
-    def _welcome(self, conn: socket.socket, welcomed: threading.Event) -> None:
-        """Replay the boot log, then relay live output. Not at once: pyserial's socket://
-        open() discards whatever already arrived (reset_input_buffer), which would eat it."""
+    def _welcome(self, conn: socket.socket, replay: bytes, welcomed: threading.Event) -> None:
+        """Send the replay and the output queued since connect, then relay live output. Not at
+        once: pyserial's socket:// open() discards whatever already arrived, which would eat it."""
         time.sleep(REPLAY_DELAY)
         try:
             with self._lock:
-                if conn.fileno() < 0:
+                queued = self._waiting.pop(conn, None)
+                if queued is None or conn.fileno() < 0:
                     return  # the client left during the delay
-                if self._boot_log and time.monotonic() - self._booted_at < REPLAY_WINDOW:
-                    with contextlib.suppress(OSError):
-                        conn.sendall(bytes(self._boot_log))
+                with contextlib.suppress(OSError):
+                    conn.sendall(replay + bytes(queued))
                 self._clients.add(conn)
         finally:
             welcomed.set()
@@ -254,6 +264,7 @@ class ConsolePort:
     def _drop(self, conn: socket.socket) -> None:
         with self._lock:
             self._clients.discard(conn)
+            self._waiting.pop(conn, None)
         with contextlib.suppress(OSError):
             conn.close()
 

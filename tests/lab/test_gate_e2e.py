@@ -84,7 +84,7 @@ def test_good_candidate_is_promoted_exit_0_and_recorded_in_the_ledger(good: Gate
     assert entry["decision"] == "promote" and entry["run_id"] == "good"
     assert entry["gate_json_sha256"] == hashlib.sha256(good.gate_json.read_bytes()).hexdigest()
     assert entry["candidate"] == gate["candidate"]
-    out = good.proc.stdout
+    out = " ".join(good.proc.stdout.split())  # the terminal summary wraps long paths
     assert "gate decision written to" in out and "promotion recorded in" in out, good.output_tail(1500)
     print(f"good candidate session: {good.seconds:.0f} s")
 
