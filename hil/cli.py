@@ -11,6 +11,13 @@ from hil.errors import UserError
 app = typer.Typer(
     name="hil",
     help="Hardware-in-the-loop harness for Raspberry Pi edge hubs: inventory, lab, deploy, gate, report.",
+    epilog=(
+        "Typical flow: `hil lab up` (or a real rack in devices.yaml) -> `hil devices check` -> "
+        "`pytest suites -n 3 --candidate DIR --alluredir reports/allure-results --gate` -> "
+        "`hil report`. Exit codes of `hil gate` and `pytest --gate`: 0 promote, 1 reject, "
+        "2 inconclusive (3: bad input). Other commands: 0 ok, 1 check failed, 2 bad input "
+        "(one line naming file, device, field), 3 infrastructure (lab or device unreachable)."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
