@@ -15,6 +15,7 @@ import http.server
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,11 @@ def test_report_shows_suites_steps_attachments_and_the_latency_plot(
     row = result.locator(".attachment-row", has=page.locator(".attachment-row__name",
                                                              has_text=STEP_CASE_ATTACHMENT)).first
     row.click()
-    assert "exit_status" in row.locator("xpath=following-sibling::*[1]").inner_text() or \
-        "exit_status" in result.inner_text(), "the evidence attachment did not open"
+    # the attachment loads asynchronously ("Loading..."): wait for its content, bounded
+    deadline = time.monotonic() + 15.0
+    while "exit_status" not in result.inner_text():
+        assert time.monotonic() < deadline, "the evidence attachment did not open within 15 s"
+        page.wait_for_timeout(200)
     _screenshot(page, tmp_path, "test-case")
 
     # the rack-wide latency plot: a PNG attachment that the browser actually decodes
