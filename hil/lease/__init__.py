@@ -8,12 +8,13 @@ store for several CI runners can be added without touching callers.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from hil.errors import InfrastructureError, InventoryError
@@ -165,6 +166,29 @@ def default_lease_directory(lab: str) -> Path:
 
 def wait_deadline(timeout: float) -> float:
     return time.monotonic() + max(0.0, timeout)
+
+
+L = TypeVar("L")
+
+
+def wait_for_lease(take: Callable[[], L | None], devices: Sequence[str], *, timeout: float,
+                   holders: Callable[[], dict[str, LeaseInfo]], poll_max: float) -> L:
+    """Call ``take`` with jittered back-off until it yields a lease or ``timeout`` passes
+    (then LeaseTimeout naming who holds the devices). Shared by every store."""
+    deadline = wait_deadline(timeout)
+    pause = 0.05
+    while True:
+        lease = take()
+        if lease is not None:
+            return lease
+        left = deadline - time.monotonic()
+        if left <= 0:
+            held = holders()
+            who = "; ".join(f"{d}: {held[d].describe()}" for d in devices if d in held)
+            raise LeaseTimeout(f"no free device among {', '.join(devices)} within {timeout:g}s"
+                               + (f" (held by {who})" if who else ""))
+        time.sleep(min(left, pause * (0.5 + random.random())))
+        pause = min(pause * 1.5, poll_max)
 
 
 def redact_url(url: str) -> str:

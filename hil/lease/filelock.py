@@ -27,17 +27,15 @@ from urllib.parse import urlparse
 from hil.errors import InfrastructureError
 from hil.lease import (
     LeaseInfo,
-    LeaseTimeout,
     current_runner_id,
     default_lease_directory,
     register_lease_store,
-    wait_deadline,
+    wait_for_lease,
 )
 
 if TYPE_CHECKING:
     from hil.inventory import Inventory
 
-_POLL_MIN = 0.05
 _POLL_MAX = 0.5
 
 
@@ -165,24 +163,17 @@ class FileLeaseStore:
         if not devices:
             raise ValueError("acquire_any needs at least one device")
         order = list(devices)
-        deadline = wait_deadline(timeout)
-        pause = _POLL_MIN
-        while True:
+
+        def take() -> FileLease | None:
             # Start at a random device so that N waiters do not all hammer the first one.
             start = random.randrange(len(order))
             for dev in order[start:] + order[:start]:
                 lease = self.try_acquire(dev)
                 if lease is not None:
                     return lease
-            left = deadline - time.monotonic()
-            if left <= 0:
-                held = self.holders()
-                who = "; ".join(f"{d}: {held[d].describe()}" for d in order if d in held)
-                raise LeaseTimeout(
-                    f"no free device among {', '.join(order)} within {timeout:g}s"
-                    + (f" (held by {who})" if who else ""))
-            time.sleep(min(left, pause * (0.5 + random.random())))
-            pause = min(pause * 1.5, _POLL_MAX)
+            return None
+
+        return wait_for_lease(take, order, timeout=timeout, holders=self.holders, poll_max=_POLL_MAX)
 
     def holders(self) -> dict[str, LeaseInfo]:
         out: dict[str, LeaseInfo] = {}

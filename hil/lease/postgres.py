@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,11 +28,10 @@ from psycopg.rows import dict_row
 from hil.errors import InfrastructureError
 from hil.lease import (
     LeaseInfo,
-    LeaseTimeout,
     current_runner_id,
     redact_url,
     register_lease_store,
-    wait_deadline,
+    wait_for_lease,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +42,6 @@ log = logging.getLogger("hil.lease.postgres")
 CONNECT_TIMEOUT = 5
 """Seconds to reach the server; a store that does not answer is an infrastructure fault."""
 STATEMENT_TIMEOUT_MS = 10_000
-_POLL_MIN = 0.05
 _POLL_MAX = 0.25
 _RECONNECT_PAUSE = 0.5
 
@@ -247,26 +243,13 @@ class PostgresLeaseStore:
         if not devices:
             raise ValueError("acquire_any needs at least one device")
         order = list(devices)
-        deadline = wait_deadline(timeout)
         lease = self._take(order, ticket=None)
         if lease is not None:
             return lease
         ticket = self._enqueue(order)
-        pause = _POLL_MIN
         try:
-            while True:
-                lease = self._take(order, ticket=ticket)
-                if lease is not None:
-                    return lease
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    held = self.holders()
-                    who = "; ".join(f"{d}: {held[d].describe()}" for d in order if d in held)
-                    raise LeaseTimeout(
-                        f"no free device among {', '.join(order)} within {timeout:g}s"
-                        + (f" (held by {who})" if who else ""))
-                time.sleep(min(left, pause * (0.5 + random.random())))
-                pause = min(pause * 1.5, _POLL_MAX)
+            return wait_for_lease(lambda: self._take(order, ticket=ticket), order, timeout=timeout,
+                                  holders=self.holders, poll_max=_POLL_MAX)
         finally:
             # on failure the ticket dies by itself when its alive_until passes
             with contextlib.suppress(InfrastructureError):
