@@ -130,6 +130,22 @@ def _print_restore(console: Console, r: RestoreResult) -> None:
         console.print(f"the snapshot stays on the hub: retry with `hil rollback {r.device}`")
 
 
+@contextmanager
+def _exit_codes() -> Iterator[None]:
+    """The harness's errors as one line and the command's exit code (no traceback)."""
+    try:
+        yield
+    except UserError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InfrastructureError as exc:
+        typer.secho(f"infrastructure: {exc}", err=True, fg=typer.colors.YELLOW)
+        raise typer.Exit(EXIT_INFRASTRUCTURE) from None
+    except HilError as exc:  # the hub answered something wrong (e.g. during the rollback)
+        typer.secho(f"failed [{exc.failure_class}]: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(EXIT_FAILED) from None
+
+
 def deploy(
     hub: Annotated[str, typer.Argument(help="device name from the inventory")],
     candidate: Annotated[Path, typer.Option(
@@ -151,7 +167,7 @@ def deploy(
 
     console = Console()
     code = EXIT_OK
-    try:
+    with _exit_codes():
         cand = load_candidate(candidate)
         inv, device = _load_device(devices, hub)
         console.print(f"candidate {cand.components} [dim]sha256 {cand.identity.digest[:16]}[/]")
@@ -179,15 +195,6 @@ def deploy(
             _print_restore(console, r)
             if not r.ok and code == EXIT_OK:
                 code = EXIT_FAILED
-    except UserError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except InfrastructureError as exc:
-        typer.secho(f"infrastructure: {exc}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(EXIT_INFRASTRUCTURE) from None
-    except HilError as exc:  # the hub answered something wrong (e.g. during the rollback)
-        typer.secho(f"failed [{exc.failure_class}]: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from None
     raise typer.Exit(code)
 
 
@@ -201,7 +208,7 @@ def rollback(
     from hil.drivers.greengrass import Greengrass
 
     console = Console()
-    try:
+    with _exit_codes():
         inv, device = _load_device(devices, hub)
         with _connect(inv, device) as (shell, _files):
             snap = read_saved(shell)
@@ -214,15 +221,6 @@ def rollback(
                 r = restore_snapshot(shell, Greengrass(shell), snap, timeouts=inv.timeouts, on_phase=phase)
             _print_restore(console, r)
             raise typer.Exit(EXIT_OK if r.ok else EXIT_FAILED)
-    except UserError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except InfrastructureError as exc:
-        typer.secho(f"infrastructure: {exc}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(EXIT_INFRASTRUCTURE) from None
-    except HilError as exc:  # the hub answered something wrong (e.g. during the rollback)
-        typer.secho(f"failed [{exc.failure_class}]: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from None
 
 
 def register(app: typer.Typer) -> None:
