@@ -45,3 +45,33 @@ def test_aslr_check_fails_when_not_full(value: str) -> None:
 
 def test_aslr_check_passes_when_full() -> None:
     aslr_check(_hub("2"))
+
+
+# -- weak cipher suites ----------------------------------------------------------------
+# The vulnerable hub's weak suites only come with TLS 1.1 (caught by the version check), so
+# the suite's weak-cipher check is shown failing here on evidence as sslyze reports a
+# broker that still accepts 3DES and RC4 on TLS 1.2, and passing on AEAD-only evidence.
+
+def _tls(*suites: tuple[str, int]) -> Any:
+    from hil.probes.tls import AcceptedCipher, TlsEvidence, cipher_weakness
+
+    ciphers = tuple(AcceptedCipher("TLS 1.2", name, bits, cipher_weakness(name, bits, False))
+                    for name, bits in suites)
+    return TlsEvidence(host="10.0.0.2", port=8883, accepted_versions=("TLS 1.2",), ciphers=ciphers,
+                       chain=None, scan_errors=())
+
+
+def test_weak_cipher_check_fails_on_3des_and_rc4() -> None:
+    from suites.security.test_i3_i7_broker import test_broker_no_weak_cipher_suites as check
+
+    evidence = _tls(("TLS_RSA_WITH_3DES_EDE_CBC_SHA", 168), ("TLS_RSA_WITH_RC4_128_SHA", 128),
+                    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 128))
+    with pytest.raises(AssertionError, match="3DES"):
+        check(SimpleNamespace(name="pi-recorded"), evidence)
+
+
+def test_weak_cipher_check_passes_on_aead_only() -> None:
+    from suites.security.test_i3_i7_broker import test_broker_no_weak_cipher_suites as check
+
+    check(SimpleNamespace(name="pi-recorded"),
+          _tls(("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 256), ("TLS_AES_128_GCM_SHA256", 128)))
