@@ -61,17 +61,21 @@ def _tls(*suites: tuple[str, int]) -> Any:
                        chain=None, scan_errors=())
 
 
+def _pi() -> Any:
+    return SimpleNamespace(name="pi-recorded")
+
+
 def test_weak_cipher_check_fails_on_3des_and_rc4() -> None:
     from suites.security.test_i3_i7_broker import test_broker_no_weak_cipher_suites as check
 
     evidence = _tls(("TLS_RSA_WITH_3DES_EDE_CBC_SHA", 168), ("TLS_RSA_WITH_RC4_128_SHA", 128),
                     ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 128))
     with pytest.raises(AssertionError, match="3DES"):
-        check(SimpleNamespace(name="pi-recorded"), evidence)
+        check(_pi(), evidence)
 
 
 def test_weak_cipher_check_passes_on_aead_only() -> None:
     from suites.security.test_i3_i7_broker import test_broker_no_weak_cipher_suites as check
 
-    check(SimpleNamespace(name="pi-recorded"),
+    check(_pi(),
           _tls(("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 256), ("TLS_AES_128_GCM_SHA256", 128)))
