@@ -1,10 +1,10 @@
 """Root conftest: loads the harness's pytest plugins, nothing else."""
 
 pytest_plugins = [
-    "fixtures.run",
-    "fixtures.devices",
-    "fixtures.outcomes",
-    "fixtures.gate",
-    "fixtures.security",
-    "fixtures.run_meta", "fixtures.deploy", "fixtures.latency",
+    "hil_pytest.run",
+    "hil_pytest.devices",
+    "hil_pytest.outcomes",
+    "hil_pytest.gate",
+    "hil_pytest.security",
+    "hil_pytest.run_meta", "hil_pytest.deploy", "hil_pytest.latency",
 ]

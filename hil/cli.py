@@ -31,7 +31,7 @@ def _register_subcommands() -> None:
         area.register(app)
     # `lab` is the only place that reaches into the virtual lab package.
     try:
-        from lab.cli import app as lab_app
+        from hil_lab.cli import app as lab_app
     except ImportError:  # an installation without the virtual lab
         return
     app.add_typer(lab_app, name="lab", help="The virtual rack: up, down, status, power, fault.")

@@ -150,7 +150,8 @@ def deploy(
     hub: Annotated[str, typer.Argument(help="device name from the inventory")],
     candidate: Annotated[Path, typer.Option(
         "--candidate", help="the candidate folder (recipes/, artifacts/)")],
-    devices: Annotated[Path, typer.Option("--devices", help="the inventory")] = Path("devices.yaml"),
+    devices: Annotated[Path, typer.Option("--devices", envvar="HIL_DEVICES",
+                                          help="the inventory")] = Path("devices.yaml"),
     keep_deployed: Annotated[bool, typer.Option(
         "--keep-deployed",
         help="leave the candidate on the hub (undo later with `hil rollback HUB`)")] = False,
@@ -200,7 +201,8 @@ def deploy(
 
 def rollback(
     hub: Annotated[str, typer.Argument(help="device name from the inventory")],
-    devices: Annotated[Path, typer.Option("--devices", help="the inventory")] = Path("devices.yaml"),
+    devices: Annotated[Path, typer.Option("--devices", envvar="HIL_DEVICES",
+                                          help="the inventory")] = Path("devices.yaml"),
 ) -> None:
     """Restore the component set HUB had before `hil deploy --keep-deployed` (snapshot saved on the hub)."""
     from hil.deploy.restore import restore_snapshot

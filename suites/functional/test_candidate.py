@@ -18,11 +18,11 @@ import pytest
 from docker import DockerClient
 from docker.models.containers import Container
 
-from fixtures.allure_labels import labels
-from fixtures.deploy import DeployedCandidate, Service
 from hil.deploy.watch import watch_stable
 from hil.drivers.greengrass import STABLE_STATES, ComponentState, Greengrass, state_events
 from hil.probes.mqtt import MqttRoundTrip
+from hil_pytest.allure_labels import labels
+from hil_pytest.deploy import DeployedCandidate, Service
 
 pytestmark = [pytest.mark.functional]
 

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from fixtures.allure_labels import labels
-from fixtures.latency import LatencyRecorder
 from hil.drivers.base import PowerOutlet
 from hil.errors import HilError, HostKeyMismatch
 from hil.hub import Hub
 from hil.probes.latency import evidence_from_samples
 from hil.steps import step
+from hil_pytest.allure_labels import labels
+from hil_pytest.latency import LatencyRecorder
 
 pytestmark = [pytest.mark.latency, pytest.mark.slow]
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.allure_labels import labels
-from fixtures.deploy import DeployedCandidate, Service
-from fixtures.latency import LatencyRecorder
 from hil.hub import Hub
 from hil.probes.latency import HttpRoundTrip, evidence_from_samples, measure, ssh_command_sampler
 from hil.probes.mqtt import MqttRoundTrip
 from hil.steps import step
+from hil_pytest.allure_labels import labels
+from hil_pytest.deploy import DeployedCandidate, Service
+from hil_pytest.latency import LatencyRecorder
 
 pytestmark = [pytest.mark.latency]
 

@@ -22,9 +22,11 @@ import pytest
 
 from hil.inventory import Inventory, load_inventory
 from hil.lease import Lease, make_lease_store
+from hil_lab.rack import SLOT_SELECTOR
+from hil_lab.topology import lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 STATE = ROOT / "lab" / ".state"
 HIL = Path(sys.executable).with_name("hil")
 LIFECYCLE_ENV = "HIL_LAB_LIFECYCLE"
@@ -55,7 +57,7 @@ def _lab_hubs_running() -> str | None:
         return "virtual lab not built (no lab/.state/known_hosts): run `hil lab up --with-vulnerable`"
     try:
         client = docker.from_env(timeout=10)
-        hubs = client.containers.list(all=True, filters={"label": "hil-lab.role=hub"})
+        hubs = client.containers.list(all=True, filters={"label": [*SLOT_SELECTOR, "hil-lab.role=hub"]})
     except docker.errors.DockerException as exc:
         return f"no Docker engine answers ({exc}): no virtual lab is up"
     if not hubs:

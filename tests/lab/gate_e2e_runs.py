@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hil_lab.topology import lab_inventory_path
+
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 DATA = ROOT / "tests" / "data" / "gate_e2e"
 SESSION_TIMEOUT = 1200.0
 """A gated session waits for leases other engineers hold; the main job alone takes ~150 s."""

@@ -22,7 +22,7 @@ import pytest
 
 from hil.hub import Hub
 
-REGISTRY_IMAGE = "172.28.77.5:5000/hil/web:1.0"
+REGISTRY_IMAGE = "registry.lab:5000/hil/web:1.0"
 FAULT_CONTAINERS = {
     "hil-fault-hostnet": ["run", "-d", "--network", "host", "--pid", "host"],
     # the lab's engines cannot start privileged containers (no CAP_SYS_RESOURCE):

@@ -13,9 +13,9 @@ import pytest
 
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
-from lab.topology import HubSpec, hub_by_name
+from hil_lab.topology import LOOPBACK, PDU_PORT, HubSpec, hub_by_name, lab_inventory_path
 
-PDU = "http://127.0.0.1:47080/cm"
+PDU = f"http://{LOOPBACK}:{PDU_PORT}/cm"
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,7 +42,7 @@ def leased_running_hub() -> Iterator[None]:
         pytest.skip(f"no virtual lab is up (`hil lab status`: {status.stdout.strip()[:120]})")
     if HUB.name not in status.stdout:
         pytest.skip(f"the running lab has no {HUB.name}")
-    inventory = load_inventory(ROOT / "devices.yaml")
+    inventory = load_inventory(lab_inventory_path())
     lease = make_lease_store(inventory).acquire(HUB.name, timeout=inventory.timeouts.lease)
     try:
         yield

@@ -35,9 +35,10 @@ from hil.errors import HilError
 from hil.inventory import load_inventory
 from hil.lease import LeaseLost, make_lease_store
 from hil.lease.fencing import check_fence, write_fence
+from hil_lab.topology import lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
     pytest.skip("virtual lab not built (hil lab up)", allow_module_level=True)
 
@@ -205,7 +206,7 @@ def test_power_loss_during_deployment_recovers_and_restores(tmp_path: Path, rest
     child = start_child(tmp_path, """
         from hil.drivers.power import make_power
         from hil.steps import add_listener
-        import fixtures.devices as fd
+        import hil_pytest.devices as fd
 
         @pytest.fixture(scope="module", autouse=True)
         def power_cut(request):
@@ -382,7 +383,7 @@ def test_sigkill_frees_the_lease_and_the_next_run_restores_the_hub(killed_run: d
     assert snap.components == killed_run["before"]
     nxt = start_child(killed_run["tmp"] / "next", """
         import json, os
-        import fixtures.devices as fd
+        import hil_pytest.devices as fd
 
         def test_next(hub, request):
             pool = fd.device_session(request.config).pool

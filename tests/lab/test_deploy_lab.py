@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.deploy import compose_services
 from hil.deploy.candidate import Candidate, load_candidate
 from hil.deploy.deployment import Deployment, DeploymentResult
 from hil.deploy.snapshot import component_set
@@ -27,6 +26,8 @@ from hil.drivers.ssh import SshConnection
 from hil.errors import HilError
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
+from hil_lab.topology import lab_inventory_path
+from hil_pytest.deploy import compose_services
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN_HOSTS = ROOT / "lab" / ".state" / "known_hosts"
@@ -34,7 +35,7 @@ if not KNOWN_HOSTS.is_file():
     pytest.skip("virtual lab not built (hil lab up)", allow_module_level=True)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-INV = load_inventory(ROOT / "devices.yaml")
+INV = load_inventory(lab_inventory_path())
 GOOD = load_candidate(ROOT / "candidates" / "good")
 BAD = load_candidate(ROOT / "candidates" / "bad")
 UPGRADE = load_candidate(ROOT / "candidates" / "upgrade")

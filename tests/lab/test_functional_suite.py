@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from hil_lab.topology import lab_inventory_path
+
 ROOT = Path(__file__).resolve().parents[2]
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
     pytest.skip("virtual lab not built (hil lab up)", allow_module_level=True)
@@ -25,7 +27,7 @@ def run_functional(tmp: Path, candidate: str, hubs: list[str], *extra: str
                    ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]], Path]:
     env = {**os.environ, "HIL_REPORTS_DIR": str(tmp / "reports"), "HIL_RUN_ID": "fn"}
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "suites/functional",
-            "--devices", "devices.yaml", "--candidate", candidate, *extra]
+            "--devices", str(lab_inventory_path()), "--candidate", candidate, *extra]
     for h in hubs:
         args += ["--device", h]
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)

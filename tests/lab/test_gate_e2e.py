@@ -39,6 +39,7 @@ from hil.drivers.power import make_power
 from hil.hub import Hub
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
+from hil_lab.topology import PDU_PORT
 
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
     pytest.skip("virtual lab not built (hil lab up)", allow_module_level=True)
@@ -188,10 +189,10 @@ def dead_hub_inventory() -> Iterator[Path]:
     Teardown powers the hub on through the real PDU (under its lease) and waits until healthy.
     """
     original = INVENTORY.read_text()
-    live_outlet = f'power: {{driver: tasmota, url: "http://127.0.0.1:47080", outlet: {DEAD_HUB[-1]}}}'
+    live_outlet = f'power: {{driver: tasmota, url: "http://127.0.0.1:{PDU_PORT}", outlet: {DEAD_HUB[-1]}}}'
     assert original.count(live_outlet) == 1, f"devices.yaml: no single line {live_outlet!r} for {DEAD_HUB}"
     dead = ROOT / f".gate-e2e-dead-pdu-{DEAD_HUB}.yaml"
-    dead_outlet = live_outlet.replace("http://127.0.0.1:47080", DEAD_PDU_URL)
+    dead_outlet = live_outlet.replace(f"http://127.0.0.1:{PDU_PORT}", DEAD_PDU_URL)
     dead.write_text(original.replace(live_outlet, dead_outlet))
     try:
         _power_under_lease(DEAD_HUB, on=False)

@@ -18,9 +18,10 @@ from hil.errors import HostKeyMismatch
 from hil.hub import Hub, HubState
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
+from hil_lab.topology import lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 KNOWN_HOSTS = ROOT / "lab" / ".state" / "known_hosts"
 
 if not KNOWN_HOSTS.is_file():

@@ -14,9 +14,10 @@ import pytest
 
 from hil.drivers.power import make_power
 from hil.inventory import load_inventory
+from hil_lab.topology import PDU_PORT, lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 KNOWN_HOSTS = ROOT / "lab" / ".state" / "known_hosts"
 
 if not KNOWN_HOSTS.is_file():
@@ -63,7 +64,7 @@ def test_unrecoverable_hub_is_skipped_as_infrastructure_others_pass(tmp_path: Pa
     victim = INV.devices["hub-02"]
     real_power = make_power(victim, INV.timeouts)
     text = INVENTORY.read_text().replace(
-        'power: {driver: tasmota, url: "http://127.0.0.1:47080", outlet: 2}',
+        f'power: {{driver: tasmota, url: "http://127.0.0.1:{PDU_PORT}", outlet: 2}}',
         'power: {driver: tasmota, url: "http://127.0.0.1:9", outlet: 2}')  # a dead PDU
     assert text != INVENTORY.read_text()
     bad = ROOT / ".dead-pdu-devices.yaml"  # beside the original: relative paths keep working

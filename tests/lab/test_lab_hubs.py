@@ -26,17 +26,18 @@ from hil.probes.host import find_secrets
 from hil.probes.mqtt import mtls_matrix_for, plaintext_connect
 from hil.probes.ssh import pinned_transport, ssh_auth_methods
 from hil.timeouts import Timeouts
+from hil_lab.topology import lab_inventory_path
 
 pytestmark = [pytest.mark.lab]
 
 ROOT = Path(__file__).resolve().parents[2]
 _TAGS = {name: set(d.get("tags", [])) for name, d in
-         yaml.safe_load((ROOT / "devices.yaml").read_text())["devices"].items()}
+         yaml.safe_load((lab_inventory_path()).read_text())["devices"].items()}
 ALL_HUBS = sorted(_TAGS)
 HARDENED = sorted(n for n, t in _TAGS.items() if "hardened" in t)
 POWER_HUB = "hub-02"  # F's and B's power tests use hub-03: spread the boots
 FIRST_BOOT_LINE = "Booting Linux on physical CPU"
-WEB_IMAGE = "172.28.77.5:5000/hil/web:1.0"
+WEB_IMAGE = "registry.lab:5000/hil/web:1.0"
 WEB_PORT = 8080
 
 

@@ -16,13 +16,14 @@ import pytest
 from hil.drivers.ssh import SshConnection
 from hil.errors import DeviceUnreachable
 from hil.inventory import Inventory
-from lab.topology import LABEL, NETWORK
+from hil_lab.rack import SLOT_SELECTOR
+from hil_lab.topology import NETWORK
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.lab_lifecycle]
 
 
 def leftovers(client: docker.DockerClient) -> dict[str, list[str]]:
-    selector = {"label": f"{LABEL}=1"}
+    selector = {"label": SLOT_SELECTOR}
     return {
         "containers": [c.name for c in client.containers.list(all=True, filters=selector)],
         "networks": [n.name for n in client.networks.list(filters=selector)]
@@ -37,7 +38,7 @@ def test_down_removes_everything_and_up_brings_the_lab_back(
     before = leftovers(client)
     assert before["containers"] and before["networks"] and before["volumes"], before
     unrelated = {c.id for c in client.containers.list(all=True)} - {
-        c.id for c in client.containers.list(all=True, filters={"label": f"{LABEL}=1"})}
+        c.id for c in client.containers.list(all=True, filters={"label": SLOT_SELECTOR})}
 
     t0 = time.monotonic()
     hil_cli("lab", "down", timeout=120)

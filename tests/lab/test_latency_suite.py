@@ -23,6 +23,7 @@ import pytest
 
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
+from hil_lab.topology import lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
@@ -54,7 +55,8 @@ def run_suite(tmp: Path, *extra: str,
               fault: bool = False) -> tuple[subprocess.CompletedProcess[str], Rows, Rows]:
     env = {**os.environ, "HIL_REPORTS_DIR": str(tmp / "reports"), "HIL_RUN_ID": "lat"}
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs",
-            "suites/latency", "-m", "latency and not slow", "--devices", "devices.yaml", "--device", HUB,
+            "suites/latency", "-m", "latency and not slow", "--devices", str(lab_inventory_path()),
+            "--device", HUB,
             "--candidate", "candidates/good", "--latency-samples", "100", "--latency-rate", "20", *extra]
     if fault:
         (tmp / "fault_plugin.py").write_text(textwrap.dedent(FAULT_PLUGIN).format(hil=HIL, root=str(ROOT)))
@@ -86,7 +88,7 @@ def test_latency_suite_fails_its_budget_with_a_slow_network(tmp_path: Path) -> N
     try:
         proc, rows, lat = run_suite(tmp_path, fault=True)
     finally:
-        inv = load_inventory(ROOT / "devices.yaml")
+        inv = load_inventory(lab_inventory_path())
         lease = make_lease_store(inv).acquire(HUB, timeout=600)
         try:
             subprocess.run([HIL, "lab", "fault", HUB, "clear"], cwd=ROOT, check=True, capture_output=True)

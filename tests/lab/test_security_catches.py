@@ -26,9 +26,10 @@ from hil.hub import Hub
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
 from hil.probes.host import find_secrets
+from hil_lab.topology import lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
     pytest.skip("virtual lab not built (hil lab up)", allow_module_level=True)
 

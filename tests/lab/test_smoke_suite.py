@@ -14,8 +14,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests_lab_junit import parse_junit
 
+from hil_lab.topology import lab_inventory_path
+
 ROOT = Path(__file__).resolve().parents[2]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
     pytest.skip("virtual lab not built (hil lab up)", allow_module_level=True)
 

@@ -29,6 +29,7 @@ import pytest
 from hil.drivers.power import make_power
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
+from hil_lab.topology import lab_inventory_path
 
 ROOT = Path(__file__).resolve().parents[2]
 if not (ROOT / "lab" / ".state" / "known_hosts").is_file():
@@ -37,7 +38,7 @@ if os.environ.get("HIL_SOAK") != "1":
     pytest.skip("soak test: set HIL_SOAK=1 (HIL_SOAK_RUNS=N, default 20)", allow_module_level=True)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-INVENTORY = ROOT / "devices.yaml"
+INVENTORY = lab_inventory_path()
 INV = load_inventory(INVENTORY)
 HIL = str(Path(sys.executable).with_name("hil"))
 HUBS = ["hub-01", "hub-02", "hub-03"]

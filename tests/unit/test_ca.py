@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from lab.ca import HubIdentity, LabCertificates, ensure_lab_certificates, load_cert
+from hil_lab.ca import HubIdentity, LabCertificates, ensure_lab_certificates, load_cert
 
 HUBS = [HubIdentity("hub-01", "172.28.77.11"), HubIdentity("hub-vuln", "172.28.77.90")]
 

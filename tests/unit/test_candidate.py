@@ -12,7 +12,7 @@ from hil.deploy.candidate import CandidateError, load_candidate
 from hil.errors import UserError
 
 CANDIDATES = Path(__file__).resolve().parents[2] / "candidates"
-WEB, APP, DB = (f"172.28.77.5:5000/hil/{n}:1.0" for n in ("web", "app", "db"))
+WEB, APP, DB = (f"registry.lab:5000/hil/{n}:1.0" for n in ("web", "app", "db"))
 RECIPE = "recipes/com.hbs.hub.Container-1.0.0.yaml"
 
 
@@ -140,7 +140,7 @@ def test_keys_are_case_insensitive_and_json_works(good: Path) -> None:
                        "lifecycle": {"startup": {"script": "docker-compose up -d",
                                                  "requiresprivilege": True}},
                        "artifacts": [{"uri": "greengrass:docker-compose.yaml"},
-                                     {"Uri": "docker:172.28.77.5:5000/hil/web:1.0"}]}],
+                                     {"Uri": "docker:registry.lab:5000/hil/web:1.0"}]}],
     }
     (good / "recipes/com.hbs.hub.Container-1.0.0.json").write_text(json.dumps(recipe))
     c = load_candidate(good)
@@ -187,11 +187,11 @@ def test_missing_folder_and_empty_recipes(tmp_path: Path) -> None:
 
 
 def test_manifest_unknown_field_and_images(good: Path) -> None:
-    (good / "candidate.yaml").write_text("images: [172.28.77.5:5000/hil/extra:2]\ncolour: blue\n")
+    (good / "candidate.yaml").write_text("images: [registry.lab:5000/hil/extra:2]\ncolour: blue\n")
     err = problems(good)
     assert err.field == "colour"
-    (good / "candidate.yaml").write_text("images: [172.28.77.5:5000/hil/extra:2]\n")
-    assert load_candidate(good).images[-1] == "172.28.77.5:5000/hil/extra:2"
+    (good / "candidate.yaml").write_text("images: [registry.lab:5000/hil/extra:2]\n")
+    assert load_candidate(good).images[-1] == "registry.lab:5000/hil/extra:2"
 
 
 def test_image_archives_are_part_of_identity(good: Path) -> None:

@@ -68,7 +68,7 @@ def pytest_gate(root: Path, scenario: str, policy: Path, *extra: str) -> subproc
     run_metadata(root / "reports")
     env = {**os.environ, "GATE_SCENARIO": scenario, "HIL_REPORTS_DIR": str(root / "reports"),
            "HIL_RUN_ID": "gate-test"}
-    argv = pytest_argv(root, "-p", "fixtures.gate", "--gate", "--gate-policy", str(policy),
+    argv = pytest_argv(root, "-p", "hil_pytest.gate", "--gate", "--gate-policy", str(policy),
                        "--alluredir", str(root / "reports" / "allure-results"),
                        "--junitxml", str(root / "reports" / "junit.xml"), *extra)
     return subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
@@ -100,7 +100,8 @@ def test_pytest_gate_bad_policy_exits_3(tmp_path: Path) -> None:
 def test_without_gate_option_pytest_exit_status_is_untouched(tmp_path: Path) -> None:
     root = tmp_path / "root"
     copy_suites(root)
-    proc = subprocess.run(pytest_argv(root, "-p", "fixtures.gate"), cwd=root, capture_output=True, text=True,
+    proc = subprocess.run(pytest_argv(root, "-p", "hil_pytest.gate"), cwd=root, capture_output=True,
+                          text=True,
                           env={**os.environ, "GATE_SCENARIO": "infra"}, timeout=RUN_TIMEOUT, check=False)
     assert proc.returncode == 1  # a plain pytest failure (the DeviceUnreachable), not the gate's 2
     assert not (root / "reports" / "gate.json").exists()

@@ -208,7 +208,7 @@ def test_allure_alone_gives_the_same_decisions(recorded: Any, tmp_path: Path) ->
 
 
 def test_harness_jsonl_lines_are_read_and_merged_with_allure(recorded: Any, tmp_path: Path) -> None:
-    """The plugin's results.jsonl (fixtures/outcomes.py format) is the primary source."""
+    """The plugin's results.jsonl (fixtures/hil_pytest/outcomes.py format) is the primary source."""
     rec = recorded("bad")
     run = run_folder(rec, "jsonl")
     allure = {r.nodeid: r for r in read_run(ResultFiles(None, rec.allure, [])).records}

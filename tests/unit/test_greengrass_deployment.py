@@ -212,7 +212,7 @@ def test_good_candidate_deploys_and_settles(clock: FakeClock) -> None:
     # settle: watched for the whole settle period, several samples
     assert res.durations["settle"] >= TIMEOUTS.settle
     assert len(cli_calls(hub, "component", "list")) >= 1 + 10
-    assert set(res.image_digests) == {f"172.28.77.5:5000/hil/{n}:1.0" for n in ("web", "app", "db")}
+    assert set(res.image_digests) == {f"registry.lab:5000/hil/{n}:1.0" for n in ("web", "app", "db")}
     assert [c for c in hub.calls if c[:2] == ("docker", "pull")]
     # snapshot saved on the hub for `hil rollback`, without the built-ins
     snap = json.loads(hub.files["/var/tmp/hil-staging/snapshot.json"])

@@ -1,6 +1,6 @@
 """The deployment logic against the lab's nucleus stand-in, run as a local process on a temp root.
 
-Not a mock: the stand-in (lab/hub/rootfs/opt/hil-lab/nucleus) runs lifecycle scripts for
+Not a mock: the stand-in (lab/hil_lab/hub/rootfs/opt/hil-lab/nucleus) runs lifecycle scripts for
 real and prints the CLI formats of the facts document. It is started as a program (the
 harness never imports lab). Docker-free components only; the docker-compose example
 needs the virtual lab (tests/lab).
@@ -28,7 +28,7 @@ from hil.errors import CommandTimeout, FailureClass
 from hil.timeouts import Timeouts
 
 REPO = Path(__file__).resolve().parents[2]
-NUCLEUS = REPO / "lab/hub/rootfs/opt/hil-lab/nucleus"
+NUCLEUS = REPO / "lab/hil_lab/hub/rootfs/opt/hil-lab/nucleus"
 CANDIDATES = REPO / "candidates"
 TIMEOUTS = Timeouts(deployment=60, settle=2)
 HELLO = "com.example.Hello"

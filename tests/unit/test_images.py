@@ -1,4 +1,4 @@
-"""Input-hash logic of lab/images.py: a tag changes exactly when an input changes."""
+"""Input-hash logic of lab/hil_lab/images.py: a tag changes exactly when an input changes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import images
+from hil_lab import images
 
 
 @pytest.fixture()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import struct
 
-from lab.console_server import StreamDemuxer, _parse_docker_time
-from lab.pdu import TasmotaPdu
+from hil_lab.console_server import StreamDemuxer, _parse_docker_time
+from hil_lab.pdu import TasmotaPdu
 
 
 def _frame(stream: int, payload: bytes) -> bytes:

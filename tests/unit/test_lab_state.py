@@ -8,8 +8,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from lab.state import LabState, ensure_state
-from lab.topology import rack
+from hil_lab.state import LabState, ensure_state
+from hil_lab.topology import rack
 
 HUBS = rack(2, with_vulnerable=True)
 
@@ -62,7 +62,7 @@ def test_hub_config_folder_holds_the_contract_files(state: LabState) -> None:
     }
     assert (cfg / "profile").read_text().strip() == "hardened"
     assert (state.paths.hub_config("hub-vuln") / "profile").read_text().strip() == "vulnerable"
-    assert (cfg / "registry").read_text().strip() == "172.28.77.5:5000"
+    assert (cfg / "registry").read_text().strip() == "registry.lab:5000"
     harness_pub = state.paths.ssh_key.with_name("hil_ed25519.pub").read_text().split()[:2]
     assert (cfg / "authorized_keys").read_text().split()[:2] == harness_pub
 

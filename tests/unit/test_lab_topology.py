@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from hil.inventory import load_inventory
-from lab.inventory_writer import CHECKED_IN, device_entry, write_inventory
-from lab.topology import DEFAULT_HUBS, hub_by_name, hub_by_outlet, rack
+from hil_lab.inventory_writer import CHECKED_IN, device_entry, write_inventory
+from hil_lab.topology import DEFAULT_HUBS, hub_by_name, hub_by_outlet, rack
 
 
 def test_checked_in_inventory_matches_default_rack() -> None:

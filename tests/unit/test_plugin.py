@@ -15,7 +15,7 @@ from hil.lease import make_lease_store
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = 'pytest_plugins = ["fixtures.run", "fixtures.devices", "fixtures.outcomes"]\n'
+CONFTEST = 'pytest_plugins = ["hil_pytest.run", "hil_pytest.devices", "hil_pytest.outcomes"]\n'
 INI = textwrap.dedent("""\
     [pytest]
     addopts = -p no:cacheprovider
@@ -253,7 +253,7 @@ def test_xdist_keeps_each_device_on_one_worker(pytester: pytest.Pytester, rack: 
 
 
 def test_device_of_node_id_prefers_the_longest_bounded_name() -> None:
-    from fixtures.xdist_scheduling import device_of
+    from hil_pytest.xdist_scheduling import device_of
 
     devs = ["hub", "hub-01", "hub-0", "hub-01-b"]
     assert device_of("t.py::test_x[hub-01]", devs) == "hub-01"

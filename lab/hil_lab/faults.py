@@ -9,7 +9,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from hil.errors import InfrastructureError, UserError
-from lab.topology import NETWORK, HubSpec
+from hil_lab.topology import NETWORK, HubSpec
 
 FAULT_HELPER = "/usr/local/sbin/hil-lab-fault"
 

@@ -25,7 +25,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from lab.topology import LOOPBACK, HubSpec
+from hil_lab.topology import LOOPBACK, HubSpec
 
 log = logging.getLogger("lab.console")
 

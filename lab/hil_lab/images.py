@@ -30,6 +30,7 @@ import docker.errors
 import rich.progress
 
 from hil.errors import InfrastructureError, UserError
+from hil_lab.topology import SLOT
 
 LAB_DIR = Path(__file__).resolve().parent
 HUB_CONTEXT = LAB_DIR / "hub"
@@ -166,7 +167,7 @@ def ensure_images(client: docker.DockerClient, *, state_dir: Path,
         (tag, functools.partial(builder.docker_build, IMAGES_DIR / name, tag, plan.base, f"component {name}"))
         for name, tag in plan.components.items()])
     _record(state_dir, plan)
-    if builder.timings:
+    if builder.timings and SLOT == 0:  # other slots may still want their own tags
         _remove_superseded(client, plan)
         if progress is not None:
             done = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in builder.timings.items())

@@ -19,7 +19,7 @@ import docker
 import docker.errors
 
 from hil.errors import InfrastructureError, UserError
-from lab.state import LabPaths
+from hil_lab.state import LabPaths
 
 PING_TIMEOUT = 5.0
 ENGINE_START_TIMEOUT = 60.0

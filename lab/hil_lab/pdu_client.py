@@ -8,7 +8,7 @@ import requests
 
 from hil.errors import InfrastructureError, UserError
 from hil.timeouts import DEFAULT_TIMEOUTS
-from lab.topology import LOOPBACK, PDU_PORT
+from hil_lab.topology import LOOPBACK, PDU_PORT
 
 PDU_URL = f"http://{LOOPBACK}:{PDU_PORT}"
 

@@ -1,6 +1,6 @@
 """rackd: the lab host's rack services in one daemon, the PDU and the console server.
 
-Run by `hil lab up` as ``python -m lab.rackd --state-dir lab/.state`` in its own
+Run by `hil lab up` as ``python -m hil_lab.rackd --state-dir lab/.state`` in its own
 session (pid in rackd.pid, log in rackd.log); `hil lab down` stops it. The hubs it
 serves are listed in rackd.hubs, one name per line.
 """
@@ -23,12 +23,12 @@ from pathlib import Path
 import docker
 
 from hil.errors import InfrastructureError, UserError
-from lab.console_server import ConsolePort
-from lab.pdu import ContainerOutlet, Outlet, TasmotaPdu, make_server
-from lab.state import LabPaths
-from lab.topology import LOOPBACK, PDU_PORT, STATE_DIR, HubSpec, hub_by_name
+from hil_lab.console_server import ConsolePort
+from hil_lab.pdu import ContainerOutlet, Outlet, TasmotaPdu, make_server
+from hil_lab.state import LabPaths
+from hil_lab.topology import LOOPBACK, PDU_PORT, REPO_ROOT, STATE_DIR, HubSpec, hub_by_name
 
-log = logging.getLogger("lab.rackd")
+log = logging.getLogger("hil_lab.rackd")
 
 READY_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -63,7 +63,7 @@ def serve(paths: LabPaths, hubs: Sequence[HubSpec], *, host: str = LOOPBACK,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.rackd", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hil_lab.rackd", description=__doc__)
     parser.add_argument("--state-dir", type=Path, default=STATE_DIR)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -98,7 +98,7 @@ def running_pid(paths: LabPaths) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if b"lab.rackd" in cmdline else None
+    return pid if b"hil_lab.rackd" in cmdline else None
 
 
 def _port_open(port: int, host: str = LOOPBACK) -> bool:
@@ -122,9 +122,9 @@ def start(paths: LabPaths, hubs: Sequence[HubSpec]) -> int:
     paths.rackd_hubs.write_text("".join(f"{n}\n" for n in names))
     paths.rackd_pid.unlink(missing_ok=True)
     with paths.rackd_log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lab.rackd", "--state-dir", str(paths.root)],
+        proc = subprocess.Popen([sys.executable, "-m", "hil_lab.rackd", "--state-dir", str(paths.root)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
+                                start_new_session=True, cwd=REPO_ROOT)
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

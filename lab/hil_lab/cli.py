@@ -21,12 +21,12 @@ from rich.progress import (
 from rich.table import Table
 
 from hil.errors import UserError
-from lab import engine, faults, rack
-from lab.inventory_writer import inventory_path, needs_own_inventory, write_inventory
-from lab.pdu_client import ask_pdu
-from lab.status import HubStatus, lab_status
-from lab.topology import DEFAULT_HUBS, MAX_HUBS, REPO_ROOT
-from lab.topology import rack as rack_specs
+from hil_lab import engine, faults, rack
+from hil_lab.inventory_writer import inventory_path, needs_own_inventory, write_inventory
+from hil_lab.pdu_client import ask_pdu
+from hil_lab.status import HubStatus, lab_status
+from hil_lab.topology import DEFAULT_HUBS, MAX_HUBS, REPO_ROOT
+from hil_lab.topology import rack as rack_specs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 # a table wider than 80 columns also when piped (CI logs)
@@ -73,7 +73,8 @@ def up(
     if needs_own_inventory(hubs):
         target = write_inventory(specs, inventory_path(hubs))
         out.print(f"inventory for this lab: {target.relative_to(REPO_ROOT)} "
-                  f"(use it with --inventory {target.relative_to(REPO_ROOT)})")
+                  f"(use it with --devices {target.relative_to(REPO_ROOT)} "
+                  f"or export HIL_DEVICES={target})")
     else:
         out.print("inventory: devices.yaml" + ("" if with_vulnerable else
                                                " (hub-vuln is listed there but not started)"))

@@ -15,8 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from lab.ca import HubIdentity, LabCertificates, ensure_lab_certificates
-from lab.topology import REGISTRY_ADDRESS, REGISTRY_PORT, HubSpec
+from hil_lab.ca import HubIdentity, LabCertificates, ensure_lab_certificates
+from hil_lab.topology import REGISTRY_ADDRESS, REGISTRY_NAME, REGISTRY_PORT, HubSpec
 
 HOST_KEY_TYPES = ("ed25519", "rsa")
 RSA_HOST_KEY_BITS = 3072
@@ -166,7 +166,7 @@ def _write_hub_config(paths: LabPaths, hub: HubSpec, certs: LabCertificates, har
     _write(cfg / "console_password", paths.console_password.read_bytes(), 0o600)
     _write(cfg / "ca.pem", certs.ca.read_bytes(), 0o644)
     _write(cfg / "registry-ca.pem", certs.ca.read_bytes(), 0o644)
-    _write(cfg / "registry", f"{REGISTRY_ADDRESS}:{REGISTRY_PORT}\n".encode(), 0o644)
+    _write(cfg / "registry", f"{REGISTRY_NAME}:{REGISTRY_PORT}\n".encode(), 0o644)
     for stem, issued in (("server", certs.hub_server[hub.name]), ("device", certs.hub_device[hub.name])):
         _write(cfg / f"{stem}.pem", issued.cert.read_bytes(), 0o644)
         _write(cfg / f"{stem}.key", issued.key.read_bytes(), 0o600)

@@ -27,11 +27,11 @@ from docker.models.networks import Network
 
 from hil.errors import DeviceUnreachable, InfrastructureError, UserError
 from hil.timeouts import DEFAULT_TIMEOUTS
-from lab import engine, rackd
-from lab.images import LabImages, ensure_images
-from lab.pdu_client import ask_pdu
-from lab.state import LabPaths, LabState, ensure_state
-from lab.topology import (
+from hil_lab import engine, rackd
+from hil_lab.images import LabImages, ensure_images
+from hil_lab.pdu_client import ask_pdu
+from hil_lab.state import LabPaths, LabState, ensure_state
+from hil_lab.topology import (
     COMPONENT_REPOSITORIES,
     GATEWAY,
     HUB_LABEL,
@@ -41,15 +41,20 @@ from lab.topology import (
     REGISTRY_ADDRESS,
     REGISTRY_CONTAINER,
     REGISTRY_HOST_PORT,
+    REGISTRY_NAME,
     REGISTRY_PORT,
     ROLE_LABEL,
+    SLOT,
+    SLOT_LABEL,
     STATE_DIR,
     SUBNET,
     HubSpec,
     hub_by_name,
 )
 
-LABELS = {LABEL: "1"}
+LABELS = {LABEL: "1", SLOT_LABEL: str(SLOT)}
+SLOT_SELECTOR = [f"{LABEL}=1", f"{SLOT_LABEL}={SLOT}"]
+"""Label filters for what this slot's `up` made (never another slot's lab)."""
 SSH_PROBE_TIMEOUT = 2.0
 REGISTRY_READY_TIMEOUT = 30.0
 REMOVE_WORKERS = 8
@@ -130,7 +135,8 @@ def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = Non
 def _with_running_hubs(client: docker.DockerClient, hubs: Sequence[HubSpec]) -> list[HubSpec]:
     wanted = list(hubs)
     names = {h.name for h in wanted}
-    for container in client.containers.list(all=True, filters={"label": f"{ROLE_LABEL}=hub"}):
+    hub_filter = {"label": [*SLOT_SELECTOR, f"{ROLE_LABEL}=hub"]}
+    for container in client.containers.list(all=True, filters=hub_filter):
         name = container.labels.get(HUB_LABEL, "")
         spec = hub_by_name(name)
         if spec is not None and name not in names:
@@ -169,7 +175,7 @@ def ensure_network(client: docker.DockerClient) -> Network:
 
 
 def ensure_registry(client: docker.DockerClient, images: LabImages, state: LabState) -> Container:
-    """The lab registry on 172.28.77.5:5000 (TLS, lab CA), also on 127.0.0.1:47500 for pushes."""
+    """The lab registry on registry.lab:5000 (TLS, lab CA), also on 127.0.0.1:47500 for pushes."""
     paths = state.paths
     data = paths.root / "registry-data"  # kept across down: a warm up pushes nothing new
     data.mkdir(parents=True, exist_ok=True)
@@ -249,6 +255,8 @@ def ensure_hub_container(client: docker.DockerClient, network: Network, hub: Hub
         cap_add=["ALL"], cap_drop=["SYS_RESOURCE"],
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         device_cgroup_rules=["a *:* rwm"],
+        # the hub's engine pulls from the registry by name, as a real hub does from its fleet's
+        extra_hosts={REGISTRY_NAME: REGISTRY_ADDRESS},
         binds={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
                str(paths.hub_config(hub.name)): {"bind": "/etc/hil-lab", "mode": "ro"},
                hub.volume: {"bind": "/var/lib/docker", "mode": "rw"}},
@@ -338,8 +346,8 @@ def down(*, stop_engine: bool = False, state_dir: Path = STATE_DIR) -> DownResul
     volumes: list[str] = []
     client = engine.existing_client()
     if client is not None:
-        selector: dict[str, Any] = {"label": f"{LABEL}=1"}
-        found = client.containers.list(all=True, filters={"label": [f"{LABEL}=1", ROLE_LABEL]})
+        selector: dict[str, Any] = {"label": SLOT_SELECTOR}
+        found = client.containers.list(all=True, filters={"label": [*SLOT_SELECTOR, ROLE_LABEL]})
         with ThreadPoolExecutor(max_workers=REMOVE_WORKERS) as pool:
             list(pool.map(lambda c: c.remove(force=True, v=True), found))
         containers = [c.name for c in found]
@@ -361,7 +369,7 @@ def down(*, stop_engine: bool = False, state_dir: Path = STATE_DIR) -> DownResul
 def running_hubs(client: docker.DockerClient) -> list[tuple[HubSpec, Container]]:
     """The lab's hub containers (any state), in rack order."""
     found = []
-    for container in client.containers.list(all=True, filters={"label": [f"{LABEL}=1", HUB_LABEL]}):
+    for container in client.containers.list(all=True, filters={"label": [*SLOT_SELECTOR, HUB_LABEL]}):
         name = container.labels.get(HUB_LABEL)
         hub = hub_by_name(name) if name else None
         if hub is not None:

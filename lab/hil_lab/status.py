@@ -14,14 +14,14 @@ import docker.errors
 from docker.models.containers import Container
 
 from hil.errors import HilError
-from lab.rack import running_hubs, ssh_banner
-from lab.topology import LOOPBACK, REPO_ROOT, HubSpec
+from hil_lab.rack import running_hubs, ssh_banner
+from hil_lab.topology import LOOPBACK, REPO_ROOT, HubSpec
 
 PROBE_TIMEOUT = 1.0
 BROKER_PORT = 8883
 ENGINE_PROBE_SECONDS = "3"
 NUCLEUS_PROCESS = "ggnucleus.daemon"
-"""The stand-in's process (lab/hub/rootfs/opt/hil-lab/nucleus/start); a cheap liveness probe."""
+"""The stand-in's process (lab/hil_lab/hub/rootfs/opt/hil-lab/nucleus/start); a cheap liveness probe."""
 
 
 @dataclass(frozen=True)
