@@ -19,9 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
 
-from hil.drivers.base import CommandResult, PowerOutlet, Shell
+from hil.drivers.base import CommandResult, Console, ConsoleState, PowerOutlet, Shell, SshSession
 from hil.errors import DeviceUnreachable, HilError, HostKeyMismatch, InfrastructureError
 from hil.health import MAX_CLOCK_SKEW_S, HealthReport, check_health
 from hil.inventory import Device
@@ -50,35 +49,13 @@ class HubBroken(InfrastructureError):
     """The hub could not be recovered; its remaining tests are skipped as infrastructure."""
 
 
-class SshChannel(Shell, Protocol):
-    def connect(self) -> None: ...
-
-    def alive(self) -> bool: ...
-
-    def close(self) -> None: ...
-
-
-class ConsoleChannel(Shell, Protocol):
-    def open(self) -> None: ...
-
-    def close(self) -> None: ...
-
-    def state(self, timeout: float) -> str: ...
-
-    def login(self) -> None: ...
-
-    def expect(self, pattern: str, timeout: float) -> object: ...
-
-    def captured(self) -> str: ...
-
-
-ConsoleFactory = Callable[[], ConsoleChannel]
+ConsoleFactory = Callable[[], Console]
 
 
 class Hub:
     """A leased hub: its channels, its state and the way back to HEALTHY."""
 
-    def __init__(self, device: Device, ssh: SshChannel, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    def __init__(self, device: Device, ssh: SshSession, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                  console_factory: ConsoleFactory | None = None, power: PowerOutlet | None = None,
                  max_clock_skew: float = MAX_CLOCK_SKEW_S,
                  clock: Callable[[], float] = time.monotonic,
@@ -91,7 +68,7 @@ class Hub:
         self.timeouts = timeouts
         self.max_clock_skew = max_clock_skew
         self._console_factory = console_factory
-        self._console: ConsoleChannel | None = None
+        self._console: Console | None = None
         self._clock = clock
         self._sleep = sleep
         self._wall_clock = wall_clock
@@ -119,18 +96,17 @@ class Hub:
         if device.console is not None:
             spec = device.console
 
-            def console_factory() -> ConsoleChannel:
+            def console_factory() -> Console:
                 from hil.drivers.console import SerialConsole
                 capture = capture_dir / f"{device.name}.console.log" if capture_dir else None
-                con: ConsoleChannel = SerialConsole(device.name, spec, timeouts, capture)
-                return con
+                return SerialConsole(device.name, spec, timeouts, capture)
 
         return cls(device, SshConnection(device.name, device.ssh, timeouts), timeouts=timeouts,
                    console_factory=console_factory, power=power)
 
     # -- channels ----------------------------------------------------------------
     @property
-    def console(self) -> ConsoleChannel:
+    def console(self) -> Console:
         """The serial console, opened on first use; DeviceUnreachable when there is none."""
         if self._console is None:
             if self._console_factory is None:
@@ -164,8 +140,8 @@ class Hub:
                     f"{self.name}: SSH down ({ssh_exc}) and console unusable ({con_exc})") from con_exc
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
-            stdin: str | None = None) -> CommandResult:
-        return self.shell().run(argv, timeout=timeout, sudo=sudo, stdin=stdin)
+            stdin: str | None = None, check: bool = False) -> CommandResult:
+        return self.shell().run(argv, timeout=timeout, sudo=sudo, stdin=stdin, check=check)
 
     def close(self) -> None:
         self.ssh.close()
@@ -210,10 +186,8 @@ class Hub:
                 self._recover(deadline)
                 self._run_ready_hooks()
             except HubBroken as exc:
-                st.exit_status = 1
                 st.attach("reason", str(exc))
                 raise
-            st.exit_status = 0
         return self
 
     def _run_ready_hooks(self) -> None:
@@ -311,9 +285,8 @@ class Hub:
                 return f"SSH did not answer {what} (last error: {last})"
             self._sleep(min(_RETRY_PAUSE_S, max(0.0, self._left(deadline))))
 
-    def _console_login(self, con: ConsoleChannel) -> None:
-        st = con.state(self.timeouts.console_login)
-        if getattr(st, "name", "") != "SHELL" and str(st).lower() != "shell":
+    def _console_login(self, con: Console) -> None:
+        if con.state(self.timeouts.console_login) is not ConsoleState.SHELL:
             con.login()
 
     def _repair_over_console(self, deadline: float) -> str | None:
@@ -325,8 +298,7 @@ class Hub:
                                   timeout=self.timeouts.console_command).ok
             argv = ["systemctl", "restart", "ssh"] if has_systemd else ["/usr/sbin/sshd"]
             with step(f"hub {self.name}: restart sshd over the console", device=self.name) as st:
-                res = con.run(argv, sudo=True, timeout=self.timeouts.console_command)
-                st.exit_status = res.exit_status
+                st.record(con.run(argv, sudo=True, timeout=self.timeouts.console_command))
         except HilError as exc:
             self._console_failed()
             return str(exc)

@@ -156,7 +156,7 @@ class Deployment:
                 self._phase("collecting logs")
                 self._collect_evidence(res)
             res.durations["total"] = self._clock() - t0
-            st.exit_status = 0 if res.ok else 1
+            st.record(res.ok)
             for name, text in res.attachments.items():
                 st.attach(name, text)
         return res

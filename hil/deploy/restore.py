@@ -113,7 +113,7 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
         else:
             st.attach("problem", result.problem or "")
         result.duration = clock() - t0
-        st.exit_status = 0 if result.ok else 1
+        st.record(result.ok)
     return result
 
 

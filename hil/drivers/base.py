@@ -1,9 +1,17 @@
-"""Protocols every driver family implements, and the command result record."""
+"""Protocols every driver family implements, and the command result record.
+
+Callers ask for a protocol, not a class: ``Shell`` (run a command: SSH, or the serial
+console when the network is down), ``Console`` (a serial console: a ``Shell`` that can
+also be typed at and read), ``SshSession`` (a ``Shell`` with a connection to keep) and
+``PowerOutlet``.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from hil.errors import ProductError
@@ -39,14 +47,81 @@ class CommandFailed(ProductError):
     """A command on the device exited non-zero where success was required."""
 
 
+SUDO = ("sudo", "-n", "--")
+"""Non-interactive sudo: fails at once instead of waiting for a password (every channel)."""
+
+
+def sudo_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` run as root through non-interactive sudo."""
+    return [*SUDO, *argv]
+
+
 @runtime_checkable
 class Shell(Protocol):
-    """Anything that runs a command on a device: SSH, or the console when SSH is down."""
+    """Anything that runs a command on a device: SSH, or the console when SSH is down.
+
+    ``check=True`` raises ``CommandFailed`` on a non-zero exit (``CommandResult.check``).
+    """
 
     device: str
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
-            stdin: str | None = None) -> CommandResult: ...
+            stdin: str | None = None, check: bool = False) -> CommandResult: ...
+
+
+@runtime_checkable
+class SshSession(Shell, Protocol):
+    """A ``Shell`` over a connection the caller may (re)open and test."""
+
+    def connect(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ConsoleState(StrEnum):
+    """What a serial console is waiting for, judged from what it printed last."""
+
+    LOGIN_PROMPT = "login prompt"
+    PASSWORD_PROMPT = "password prompt"  # noqa: S105  (a state name, not a secret)
+    SHELL = "shell"
+    SILENT = "silent"
+
+
+ConsolePattern = str | re.Pattern[str]
+
+
+@runtime_checkable
+class Console(Shell, Protocol):
+    """A serial console: typed at like a terminal, and a ``Shell`` once logged in.
+
+    ``expect`` consumes output up to the match and returns it (``re.Match``);
+    it raises ``CommandTimeout`` past ``timeout`` and ``DeviceUnreachable`` when the
+    console fails. ``run`` needs a shell (``login()`` first); stderr is merged into stdout.
+    """
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def send(self, text: str) -> None:
+        """Type ``text`` as a person would (no newline added)."""
+        ...
+
+    def expect(self, pattern: ConsolePattern, timeout: float) -> re.Match[str]: ...
+
+    def state(self, timeout: float | None = None) -> ConsoleState:
+        """Send a newline and classify what comes back."""
+        ...
+
+    def login(self) -> None:
+        """Get to a shell with the inventory's console credentials (no-op at a shell)."""
+        ...
+
+    def captured(self) -> str:
+        """Everything the console printed since it was opened (cleaned)."""
+        ...
 
 
 @runtime_checkable

@@ -21,13 +21,12 @@ import shlex
 import threading
 import time
 from collections.abc import Sequence
-from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
 import serial
 
-from hil.drivers.base import CommandResult
+from hil.drivers.base import CommandResult, ConsolePattern, ConsoleState, sudo_argv
 from hil.errors import CommandTimeout, DeviceUnreachable, InfrastructureError
 from hil.inventory import ConsoleSpec
 from hil.redact import StreamRedactor, register_secret
@@ -52,13 +51,6 @@ _LOGIN_PROMPT = re.compile(r"(?i)\blogin: *$")
 _PASSWORD_PROMPT = re.compile(r"(?i)\bpassword: *$")
 _SHELL_PROMPT = re.compile(r"[$#%>] *$")
 _LOGIN_FAILED = re.compile(r"(?i)login incorrect|authentication failure|permission denied")
-
-
-class ConsoleState(StrEnum):
-    LOGIN_PROMPT = "login prompt"
-    PASSWORD_PROMPT = "password prompt"  # noqa: S105  (a state name, not a secret)
-    SHELL = "shell"
-    SILENT = "silent"
 
 
 def clean(text: str) -> str:
@@ -108,7 +100,7 @@ def framed_command(argv: Sequence[str], nonce: str, *, sudo: bool = False,
     not contain them. The end marker starts with a newline so that output without a
     trailing newline still ends cleanly; ``parse_framed`` removes exactly that one.
     """
-    words = ["sudo", "-n", "--", *argv] if sudo else list(argv)
+    words = sudo_argv(argv) if sudo else list(argv)
     cmd = shlex.join(words)
     if stdin is not None:
         data = base64.b64encode(stdin.encode()).decode()
@@ -162,7 +154,7 @@ _READ_TICK = 0.05
 
 
 class SerialConsole:
-    """A hub's serial console; implements ``hil.drivers.base.Shell`` (channel "console")."""
+    """A hub's serial console; implements ``hil.drivers.base.Console`` (channel "console")."""
 
     def __init__(self, device: str, spec: ConsoleSpec, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                  capture: Path | None = None) -> None:
@@ -187,7 +179,7 @@ class SerialConsole:
     def open(self) -> None:
         if self._port is not None:
             return
-        with step(f"console open {self.spec.url}", device=self.device) as st:
+        with step(f"console open {self.spec.url}", device=self.device):
             try:
                 port = serial.serial_for_url(self.spec.url, baudrate=self.spec.baud,
                                              timeout=0, write_timeout=self.timeouts.console_open)
@@ -204,7 +196,6 @@ class SerialConsole:
             self._reader = threading.Thread(target=self._read_loop, name=f"console-{self.device}",
                                             daemon=True)
             self._reader.start()
-            st.exit_status = 0
 
     def close(self) -> None:
         self._stop.set()
@@ -275,12 +266,11 @@ class SerialConsole:
             raise DeviceUnreachable(f"{self.device}: writing to console {self.spec.url} failed: "
                                     f"{exc}") from None
 
+    @step("console send", device="{self.device}")
     def send(self, text: str) -> None:
         """Type ``text`` on the console as a person would (no newline added)."""
         self.open()
-        with step("console send", device=self.device) as st:
-            self._write(text)
-            st.exit_status = 0
+        self._write(text)
 
     def logout(self, timeout: float | None = None) -> ConsoleState:
         """End a shell session (``exit``) and report what the console shows afterwards."""
@@ -300,7 +290,7 @@ class SerialConsole:
             self._buf = ""
 
     # -- waiting -------------------------------------------------------------
-    def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]:
+    def expect(self, pattern: ConsolePattern, timeout: float) -> re.Match[str]:
         """Wait for ``pattern`` in output not yet consumed; consumes up to the match."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
@@ -350,7 +340,6 @@ class SerialConsole:
             result = classify(text)
             st.attach("state", str(result))
             st.attach("console", text[-2000:])
-            st.exit_status = 0
             return result
 
     def login(self) -> None:
@@ -358,8 +347,7 @@ class SerialConsole:
         limit = self.timeouts.console_login
         deadline = time.monotonic() + limit
         login = self.spec.login
-        with step("console login", device=self.device,
-                  user=login.user if login else "-") as st:
+        with step("console login", device=self.device, user=login.user if login else "-"):
             state = self.state(timeout=min(self.timeouts.console_open, limit))
             attempts = 0
             while state is not ConsoleState.SHELL:
@@ -387,7 +375,6 @@ class SerialConsole:
                 else:
                     self._write("\r")
                     state = classify(self._settle(min(deadline, time.monotonic() + 2)))
-            st.exit_status = 0
 
     def _submit_login(self, user: str, password: str | None, deadline: float) -> ConsoleState:
         self._discard()
@@ -413,14 +400,14 @@ class SerialConsole:
 
     # -- commands ------------------------------------------------------------
     def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
-            stdin: str | None = None) -> CommandResult:
+            stdin: str | None = None, check: bool = False) -> CommandResult:
         """Run ``argv`` in the console's shell (call login() first). stderr is merged into stdout."""
         if isinstance(argv, str):
             raise TypeError("argv must be a sequence of arguments, not a shell string")
         limit = timeout if timeout is not None else self.timeouts.console_command
         nonce = new_nonce()
         line = framed_command(argv, nonce, sudo=sudo, stdin=stdin)
-        title = shlex.join(["sudo", "-n", "--", *argv] if sudo else list(argv))
+        title = shlex.join(sudo_argv(argv) if sudo else list(argv))
         with self._run_lock, step(f"console: {title}", device=self.device, timeout=limit) as st:
             self.open()
             t0 = time.perf_counter()
@@ -432,10 +419,11 @@ class SerialConsole:
                 self._write("\x03")  # interrupt, so the console is usable for the next command
                 raise CommandTimeout(f"{self.device}: console command {title!r} did not finish "
                                      f"within {limit:g}s") from None
-            st.exit_status = status
             st.attach("stdout", output)
-            return CommandResult(argv=tuple(argv), exit_status=status, stdout=output, stderr="",
-                                 duration=time.perf_counter() - t0, channel="console")
+            result = st.record(CommandResult(argv=tuple(argv), exit_status=status, stdout=output,
+                                             stderr="", duration=time.perf_counter() - t0,
+                                             channel="console"))
+        return result.check() if check else result
 
     def _wait_frame(self, nonce: str, deadline: float) -> tuple[int, str]:
         """Wait until the command's end marker arrived; kernel noise inside is tolerated."""

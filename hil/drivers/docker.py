@@ -21,7 +21,7 @@ import urllib3.connection
 import urllib3.connectionpool
 from docker.transport.basehttpadapter import BaseHTTPAdapter
 
-from hil.drivers.ssh import sudo_argv
+from hil.drivers.base import sudo_argv
 from hil.errors import DeviceUnreachable
 
 API_VERSION = "1.41"

@@ -429,8 +429,7 @@ class Greengrass:
     def _run(self, args: Sequence[str], title: str) -> CommandResult:
         argv = self.argv(args)
         with step(title, device=self.device, command=shlex.join(argv)) as st:
-            res = self.shell.run(argv, timeout=self.timeout, sudo=True)
-            st.exit_status = res.exit_status
+            res = st.record(self.shell.run(argv, timeout=self.timeout, sudo=True))
             st.attach("stdout", res.stdout)
             st.attach("stderr", strip_jul_noise(res.stderr))
         return res
@@ -530,8 +529,7 @@ class Greengrass:
     def _read(self, path: str, tail: int | None) -> str:
         argv = ["tail", "-n", str(tail), path] if tail else ["cat", path]
         with step(f"greengrass: read {path}", device=self.device) as st:
-            res = self.shell.run(argv, timeout=self.timeout, sudo=True)
-            st.exit_status = res.exit_status
+            res = st.record(self.shell.run(argv, timeout=self.timeout, sudo=True))
         return res.check().stdout
 
     def logs(self, name: str, tail: int | None = None) -> str:

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import paramiko
 
-from hil.drivers.base import CommandResult
+from hil.drivers.base import CommandResult, sudo_argv
 from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch
 from hil.inventory import SshEndpoint
 from hil.steps import step
@@ -57,11 +57,6 @@ def _fingerprint(key: paramiko.PKey) -> str:
     return key.fingerprint.removeprefix("SHA256:") if hasattr(key, "fingerprint") else key.get_base64()
 
 
-def sudo_argv(argv: Sequence[str]) -> list[str]:
-    """Non-interactive sudo: fails at once instead of waiting for a password."""
-    return ["sudo", "-n", "--", *argv]
-
-
 class SshConnection:
     """A hub's SSH channel; implements ``hil.drivers.base.Shell``."""
 
@@ -81,7 +76,7 @@ class SshConnection:
         with self._lock:
             self._drop()
             ep = self.endpoint
-            with step(f"ssh connect {ep.user}@{ep.host}:{ep.port}", device=self.device) as st:
+            with step(f"ssh connect {ep.user}@{ep.host}:{ep.port}", device=self.device):
                 sock = self._open_socket()
                 client = paramiko.SSHClient()
                 # Only the inventory's known_hosts: no ~/.ssh, no system file.
@@ -125,7 +120,6 @@ class SshConnection:
                 transport.set_keepalive(max(1, round(self.timeouts.ssh_keepalive)))
                 self._client = client
                 self.connects += 1
-                st.exit_status = 0
 
     def _open_socket(self) -> socket.socket:
         ep = self.endpoint
@@ -199,8 +193,7 @@ class SshConnection:
         command = shlex.join(full)
         limit = timeout if timeout is not None else self.timeouts.ssh_command
         with step(f"ssh: {command}", device=self.device, timeout=limit) as st:
-            result = self._run_once_or_retry(tuple(argv), command, limit, stdin)
-            st.exit_status = result.exit_status
+            result = st.record(self._run_once_or_retry(tuple(argv), command, limit, stdin))
             st.attach("stdout", result.stdout)
             st.attach("stderr", result.stderr)
         if check:
@@ -276,7 +269,7 @@ class SshConnection:
     def put(self, local: Path, remote: str) -> None:
         """Upload ``local`` to ``remote`` (paramiko's put is pipelined)."""
         size = Path(local).stat().st_size
-        with self._lock, step(f"sftp put {local} -> {remote}", device=self.device, bytes=size) as st:
+        with self._lock, step(f"sftp put {local} -> {remote}", device=self.device, bytes=size):
             try:
                 self._sftp_client().put(str(local), remote)
             except (paramiko.SSHException, EOFError) as exc:
@@ -284,15 +277,13 @@ class SshConnection:
                 log.info("%s: sftp put failed (%s); reconnecting", self.device, exc)
                 self.connect()
                 self._sftp_client().put(str(local), remote)
-            st.exit_status = 0
 
     def get(self, remote: str, local: Path) -> None:
         """Download ``remote`` to ``local`` (paramiko's get prefetches)."""
-        with self._lock, step(f"sftp get {remote} -> {local}", device=self.device) as st:
+        with self._lock, step(f"sftp get {remote} -> {local}", device=self.device):
             try:
                 self._sftp_client().get(remote, str(local))
             except (paramiko.SSHException, EOFError) as exc:
                 log.info("%s: sftp get failed (%s); reconnecting", self.device, exc)
                 self.connect()
                 self._sftp_client().get(remote, str(local))
-            st.exit_status = 0

@@ -56,7 +56,7 @@ def write_fence(shell: Shell, token: int, *, path: str = FENCE_PATH, sudo: bool 
     """Record ``token`` on the hub before destructive steps; LeaseLost if the hub has a newer one."""
     with step("fence", device=shell.device, token=token) as st:
         res = shell.run(["sh", "-c", _CAS, "hil-fence", path, str(token)], sudo=sudo, timeout=timeout)
-        st.exit_status = res.exit_status
+        st.record(res)
         if res.exit_status == FENCE_STALE:
             raise _stale(shell.device, token, int(res.stdout.strip() or 0))
         res.check()

@@ -14,9 +14,9 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import ClassVar, Literal
 
-from hil.drivers.console import ConsoleState
+from hil.drivers.base import Console, ConsoleState
 from hil.errors import HilError
 from hil.steps import step
 
@@ -39,36 +39,14 @@ _PASSWORD_PROMPT = re.compile(r"(?i)password: *$")
 _LOGIN_OUTCOME = re.compile(r"(?i)(login incorrect|authentication failure)|(login: *$)|([$#%>] *$)")
 
 
-class ConsoleTerminal(Protocol):
-    """What the probes need from ``hil.drivers.console.SerialConsole``."""
-
-    device: str
-
-    def state(self, timeout: float | None = None) -> ConsoleState: ...
-
-    def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]: ...
-
-    def captured(self) -> str: ...
-
-    def send(self, text: str) -> None: ...
-
-
-def _type(con: ConsoleTerminal, text: str) -> None:
-    con.send(text)
-
-
-def _state(con: ConsoleTerminal, timeout: float) -> ConsoleState:
-    return ConsoleState(str(con.state(timeout)))
-
-
 # -- does a newline give a login prompt? ------------------------------------------------
 
 @dataclass(frozen=True)
 class ConsoleLoginGate:
     device: str
-    first_state: str
+    first_state: ConsoleState
     """What a newline gave first."""
-    after_logout_state: str | None
+    after_logout_state: ConsoleState | None
     """What a newline gave after logging out a shell (None when no shell was found)."""
     transcript: str
     """The console's tail while probing (cleaned)."""
@@ -76,43 +54,42 @@ class ConsoleLoginGate:
     __evidence_properties__: ClassVar[tuple[str, ...]] = ("asks_for_login", "shell_without_login")
 
     @property
-    def final_state(self) -> str:
+    def final_state(self) -> ConsoleState:
         return self.after_logout_state or self.first_state
 
     @property
     def asks_for_login(self) -> bool:
-        return self.final_state == ConsoleState.LOGIN_PROMPT.value
+        return self.final_state is ConsoleState.LOGIN_PROMPT
 
     @property
     def shell_without_login(self) -> bool:
-        return self.final_state == ConsoleState.SHELL.value
+        return self.final_state is ConsoleState.SHELL
 
 
-def _settled_state(con: ConsoleTerminal, timeout: float) -> ConsoleState:
-    state = _state(con, timeout)
+def _settled_state(con: Console, timeout: float) -> ConsoleState:
+    state = con.state(timeout)
     if state is ConsoleState.PASSWORD_PROMPT:
         # a half-typed login: an empty password ends it, then ask again
-        _type(con, "\r")
+        con.send("\r")
         time.sleep(_RESPAWN_S)
-        state = _state(con, timeout)
+        state = con.state(timeout)
     return state
 
 
-def console_login_gate(con: ConsoleTerminal, *, timeout: float = 5.0) -> ConsoleLoginGate:
+def console_login_gate(con: Console, *, timeout: float = 5.0) -> ConsoleLoginGate:
     """Send a newline; if a shell answers, log it out once and send a newline again."""
     with step("console: does a newline give a login prompt?", device=con.device) as st:
         mark = len(con.captured())
         first = _settled_state(con, timeout)
         after: ConsoleState | None = None
         if first is ConsoleState.SHELL:
-            _type(con, _LOGOUT)
+            con.send(_LOGOUT)
             time.sleep(_RESPAWN_S)
             after = _settled_state(con, timeout)
-        gate = ConsoleLoginGate(device=con.device, first_state=first.value,
-                                after_logout_state=after.value if after else None,
+        gate = ConsoleLoginGate(device=con.device, first_state=first, after_logout_state=after,
                                 transcript=con.captured()[mark:][-2000:])
         st.attach("result", f"first={first} after_logout={after}")
-        st.exit_status = 0 if gate.asks_for_login else 1
+        st.record(gate.asks_for_login)
     return gate
 
 
@@ -145,31 +122,31 @@ class ConsoleCredentialsEvidence:
                      if a.outcome in ("no-login-prompt", "error"))
 
 
-def _try_console_login(con: ConsoleTerminal, user: str, password: str,
+def _try_console_login(con: Console, user: str, password: str,
                        timeout: float) -> ConsoleCredentialAttempt:
     state = _settled_state(con, timeout)
     if state is ConsoleState.SHELL:
-        _type(con, _LOGOUT)
+        con.send(_LOGOUT)
         time.sleep(_RESPAWN_S)
         state = _settled_state(con, timeout)
     if state is not ConsoleState.LOGIN_PROMPT:
         return ConsoleCredentialAttempt(user, password, "no-login-prompt",
                                         f"a newline gives {state.value}, not a login prompt")
-    _type(con, user + "\r")
+    con.send(user + "\r")
     con.expect(_PASSWORD_PROMPT, timeout)
-    _type(con, password + "\r")
+    con.send(password + "\r")
     m = con.expect(_LOGIN_OUTCOME, _AFTER_PASSWORD_S)
     if m.group(1) or m.group(2):
         return ConsoleCredentialAttempt(user, password, "refused", m.group(0).strip())
     # a prompt ending in $ or # may still be a banner line: ask the console what it shows
-    if _state(con, timeout) is ConsoleState.SHELL:
-        _type(con, _LOGOUT)
+    if con.state(timeout) is ConsoleState.SHELL:
+        con.send(_LOGOUT)
         time.sleep(_RESPAWN_S)
         return ConsoleCredentialAttempt(user, password, "accepted", "shell after login")
     return ConsoleCredentialAttempt(user, password, "refused", "no shell after login")
 
 
-def console_default_credentials(con: ConsoleTerminal, *,
+def console_default_credentials(con: Console, *,
                                 credentials: Sequence[tuple[str, str]] = CONSOLE_DEFAULT_CREDENTIALS,
                                 timeout: float = 5.0) -> ConsoleCredentialsEvidence:
     """Type each factory login at the console's login prompt; report which gave a shell."""
@@ -188,18 +165,17 @@ def console_default_credentials(con: ConsoleTerminal, *,
             attempts.append(att)
         ev = ConsoleCredentialsEvidence(device=con.device, attempts=tuple(attempts))
         st.attach("outcomes", "\n".join(f"{a.user}: {a.outcome} ({a.detail})" for a in attempts))
-        st.exit_status = 0 if not ev.accepted and not ev.untested else 1
+        st.record(not ev.accepted and not ev.untested)
     return ev
 
 
-def console_logout(con: ConsoleTerminal, *, timeout: float = 5.0) -> str:
+def console_logout(con: Console, *, timeout: float = 5.0) -> ConsoleState:
     """Log out a shell on the console (so the next user finds a login prompt); the state after."""
     with step("console logout", device=con.device) as st:
-        state = _state(con, timeout)
+        state = con.state(timeout)
         if state is ConsoleState.SHELL:
-            _type(con, _LOGOUT)
+            con.send(_LOGOUT)
             time.sleep(_RESPAWN_S)
             state = _settled_state(con, timeout)
         st.attach("state", state.value)
-        st.exit_status = 0
-    return state.value
+    return state

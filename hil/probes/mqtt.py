@@ -164,7 +164,7 @@ def mtls_matrix(host: str, port: int, ca_file: Path, identities: tuple[ClientIde
             att = connect_attempt(host, port, identity=ident.name,
                                   tls=_tls_context(ca_file, ident.cert_file, ident.key_file),
                                   timeout=timeout)
-            st.exit_status = 0 if att.accepted else 1
+            st.record(att.accepted)
             st.attach("outcome", f"accepted={att.accepted} rc={att.reason_code} error={att.error}")
         attempts.append(att)
     return MtlsMatrix(host=host, port=port, attempts=tuple(attempts))
@@ -182,7 +182,7 @@ def plaintext_connect(host: str, port: int = 1883, *, timeout: float = CONNECT_T
     """Anonymous CONNECT without TLS: on a hub this must not get CONNACK 0 (best: port closed)."""
     with step("MQTT plaintext anonymous CONNECT", device=device, host=host, port=port) as st:
         att = connect_attempt(host, port, identity="anonymous-plaintext", tls=None, timeout=timeout)
-        st.exit_status = 0 if att.accepted else 1
+        st.record(att.accepted)
     return att
 
 

@@ -139,7 +139,7 @@ def _scan_nmap(nmap: str, host: str, address: str, timeout: float) -> PortScan:
         except subprocess.TimeoutExpired:
             raise CommandTimeout(f"nmap scan of {address} did not finish within {timeout:.0f} s") from None
         duration = time.perf_counter() - t0
-        st.exit_status = proc.returncode
+        st.record(proc.returncode)
         st.attach("nmap.xml", proc.stdout)
         if proc.returncode != 0:
             raise ParseError(f"nmap exited {proc.returncode} scanning {address}: {proc.stderr.strip()}")

@@ -318,7 +318,7 @@ def ssh_audit(host: str, port: int = 22, *, timeout: float = 60.0,
             proc = runner(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceUnreachable(f"ssh-audit of {host}:{port} did not finish in {timeout:.0f} s") from None
-        st.exit_status = proc.returncode
+        st.record(proc.returncode)
         st.attach("ssh-audit.json", proc.stdout)
     if proc.returncode == 1:
         raise DeviceUnreachable(f"ssh-audit could not connect to {host}:{port}: "

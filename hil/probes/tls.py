@@ -163,7 +163,7 @@ def tls_scan(host: str, port: int, *, ca_file: Path, client_cert: Path | None = 
         scan_commands_extra_arguments=ScanCommandsExtraArguments(
             certificate_info=CertificateInfoExtraArgument(custom_ca_file=ca_file)),
     )
-    with step("sslyze scan", host=host, port=port, server_name=name) as st:
+    with step("sslyze scan", host=host, port=port, server_name=name):
         scanner = Scanner()
         scanner.queue_scans([request])
         results = list(scanner.get_results())
@@ -172,9 +172,7 @@ def tls_scan(host: str, port: int, *, ca_file: Path, client_cert: Path | None = 
         result = results[0]
         if result.scan_status != ServerScanStatusEnum.COMPLETED or result.scan_result is None:
             trace = result.connectivity_error_trace
-            st.exit_status = 1
             raise DeviceUnreachable(f"sslyze could not connect to {host}:{port}: {trace or 'no detail'}")
-        st.exit_status = 0
 
     attempts: Any = result.scan_result
     accepted_versions: list[str] = []

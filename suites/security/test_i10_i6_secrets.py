@@ -10,7 +10,8 @@ prove the check on a fresh boot captured after a power cycle.
 
 from __future__ import annotations
 
-from hil.hub import ConsoleChannel, Hub
+from hil.drivers.base import Console
+from hil.hub import Hub
 from hil.probes.console import console_login_gate
 from hil.probes.host import SecretScan, find_secrets
 from suites.evidence import attach_evidence
@@ -23,8 +24,8 @@ LOG_TAIL_LINES = 20000
 
 
 @owasp("I10", isvs="V5", severity=BLOCKER)
-def test_console_asks_for_login(hub: Hub, console: ConsoleChannel) -> None:
-    gate = console_login_gate(console)  # type: ignore[arg-type]  # SerialConsole in practice
+def test_console_asks_for_login(hub: Hub, console: Console) -> None:
+    gate = console_login_gate(console)
     attach_evidence("console login gate", gate)
     assert not gate.shell_without_login, f"{hub.name}: a newline on the console gives a shell"
     assert gate.asks_for_login, f"{hub.name}: a newline on the console gives {gate.final_state!r}"
@@ -35,7 +36,7 @@ def _findings(scans: list[SecretScan]) -> list[str]:
 
 
 @owasp("I10", isvs="V5")
-def test_no_secrets_in_boot_log(hub: Hub, console: ConsoleChannel) -> None:
+def test_no_secrets_in_boot_log(hub: Hub, console: Console) -> None:
     console.state(hub.timeouts.console_open)  # a prompt: whatever the server replays is in by now
     capture = console.captured()
     scans = [find_secrets(capture, "console")]

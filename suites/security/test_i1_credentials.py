@@ -7,7 +7,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from hil.hub import ConsoleChannel, Hub
+from hil.drivers.base import Console
+from hil.hub import Hub
 from hil.probes.console import console_default_credentials
 from hil.probes.host import empty_passwords
 from hil.probes.ssh import HARDENED_SSHD, ssh_auth_methods, sshd_effective_config, try_default_credentials
@@ -35,8 +36,8 @@ def test_ssh_refuses_default_credentials(hub: Hub) -> None:
 
 
 @owasp("I1", isvs="V5", severity=BLOCKER)
-def test_console_refuses_default_credentials(hub: Hub, console: ConsoleChannel) -> None:
-    ev = console_default_credentials(console, timeout=hub.timeouts.console_open)  # type: ignore[arg-type]
+def test_console_refuses_default_credentials(hub: Hub, console: Console) -> None:
+    ev = console_default_credentials(console, timeout=hub.timeouts.console_open)
     attach_evidence("console default credentials", ev)
     assert not ev.accepted, f"{hub.name}: the console accepted default logins {', '.join(ev.accepted)}"
     assert not ev.untested, f"{hub.name}: the console did not let default logins be refused: {ev.untested}"

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from hil.drivers.base import Console
 from hil.drivers.greengrass import ComponentState, Greengrass
 from hil.health import MAX_CLOCK_SKEW_S, parse_df_free_mb, parse_meminfo_available_mb, parse_os_release
-from hil.hub import ConsoleChannel, Hub
+from hil.hub import Hub
 from hil.probes.console import console_login_gate, console_logout
 from suites.evidence import attach_evidence
 from suites.labels import BLOCKER, CRITICAL, NORMAL, labelled
@@ -30,8 +31,8 @@ def test_reachable_over_ssh(hub: Hub) -> None:
 
 
 @labelled(feature="Smoke", story="Reachable over the serial console", severity=CRITICAL)
-def test_reachable_over_console(hub: Hub, console: ConsoleChannel) -> None:
-    gate = console_login_gate(console)  # type: ignore[arg-type]  # SerialConsole in practice
+def test_reachable_over_console(hub: Hub, console: Console) -> None:
+    gate = console_login_gate(console)
     attach_evidence("console login gate", gate)
     assert gate.asks_for_login, f"{hub.name}: a newline on the console gives {gate.final_state!r}"
     try:
@@ -41,7 +42,7 @@ def test_reachable_over_console(hub: Hub, console: ConsoleChannel) -> None:
         assert res.ok and res.stdout.strip() == hub.name, \
             f"{hub.name}: `uname -n` on the console gave exit {res.exit_status}, {res.stdout!r}"
     finally:
-        console_logout(console)  # type: ignore[arg-type]
+        console_logout(console)
 
 
 @labelled(feature="Smoke", story="Expected OS", severity=CRITICAL)

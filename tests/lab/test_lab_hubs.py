@@ -16,7 +16,8 @@ import pytest
 import requests
 import yaml
 
-from hil.drivers.console import ConsoleState, SerialConsole
+from hil.drivers.base import ConsoleState
+from hil.drivers.console import SerialConsole
 from hil.drivers.power import make_power
 from hil.drivers.ssh import SshConnection
 from hil.errors import DeviceUnreachable, HostKeyMismatch

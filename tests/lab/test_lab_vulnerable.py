@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hil.drivers.console import ConsoleState, SerialConsole
+from hil.drivers.base import ConsoleState
+from hil.drivers.console import SerialConsole
 from hil.drivers.power import make_power
 from hil.drivers.ssh import SshConnection
 from hil.errors import DeviceUnreachable

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from driver_services import LocalConsole, TempUser, local_console, temp_user  # noqa: F401
 
-from hil.drivers.base import Shell
-from hil.drivers.console import ConsoleState, SerialConsole
+from hil.drivers.base import ConsoleState, Shell
+from hil.drivers.console import SerialConsole
 from hil.errors import CommandTimeout, DeviceUnreachable, InfrastructureError
 from hil.inventory import ConsoleLogin, ConsoleSpec, SecretRef
 from hil.redact import redact

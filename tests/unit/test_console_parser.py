@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from hil.drivers.base import ConsoleState
 from hil.drivers.console import (
-    ConsoleState,
     _StreamCleaner,
     classify,
     clean,

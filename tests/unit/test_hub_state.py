@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from hil.drivers.base import CommandResult
+from hil.drivers.base import CommandResult, ConsoleState
 from hil.errors import DeviceUnreachable, HostKeyMismatch
 from hil.hub import Hub, HubBroken, HubState
 from hil.inventory import Device, SshEndpoint
@@ -96,7 +97,7 @@ class FakeSsh:
         self.connected = False
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
-            stdin: str | None = None) -> CommandResult:
+            stdin: str | None = None, check: bool = False) -> CommandResult:
         if not self.alive():
             raise DeviceUnreachable("hub-01: SSH dropped")
         return self.dev.answer(argv, "ssh")
@@ -119,23 +120,28 @@ class FakeConsole:
     def close(self) -> None:
         pass
 
-    def state(self, timeout: float) -> str:
+    def state(self, timeout: float | None = None) -> ConsoleState:
         self._check()
-        return "shell" if self.logged_in else "login_prompt"
+        return ConsoleState.SHELL if self.logged_in else ConsoleState.LOGIN_PROMPT
+
+    def send(self, text: str) -> None:
+        self._check()
 
     def login(self) -> None:
         self._check()
         self.logged_in = True
 
-    def expect(self, pattern: str, timeout: float) -> object:
+    def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str]:
         if self.dev.powered and self.dev.console_alive:
             self.logged_in = False
-            return object()
+            m = re.search(pattern, "\nlogin: ")
+            assert m is not None
+            return m
         self.dev.clock.sleep(timeout)
         raise DeviceUnreachable("hub-01: no login prompt")
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
-            stdin: str | None = None) -> CommandResult:
+            stdin: str | None = None, check: bool = False) -> CommandResult:
         self._check()
         return self.dev.answer(argv, "console")
 

@@ -49,7 +49,7 @@ class CommandOutlet:
             except OSError as exc:
                 raise PowerError(f"{self.device}: power {what} command {argv} cannot run: "
                                  f"{exc.strerror or exc}") from None
-            st.exit_status = proc.returncode
+            st.record(proc.returncode)
             st.attach("stdout", proc.stdout)
             st.attach("stderr", proc.stderr)
             if proc.returncode not in ok:

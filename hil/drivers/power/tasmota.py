@@ -85,12 +85,11 @@ class TasmotaOutlet:
 
     def _switch(self, on: bool) -> None:
         word = "On" if on else "Off"
-        with step(f"power {word.lower()}", device=self.device, outlet=self.params.outlet) as st:
+        with step(f"power {word.lower()}", device=self.device, outlet=self.params.outlet):
             state = self._command(f"Power{self.params.outlet} {word}")
             if state != on:
                 raise PowerError(f"{self.device}: outlet {self.params.outlet} still "
                                  f"{'ON' if state else 'OFF'} after Power {word}")
-            st.exit_status = 0
 
     def on(self) -> None:
         self._switch(True)
@@ -107,6 +106,5 @@ class TasmotaOutlet:
     def status(self) -> bool:
         with step("power status", device=self.device) as st:
             state = self._command(f"Power{self.params.outlet}")
-            st.exit_status = 0
             st.attach("state", "ON" if state else "OFF")
             return state
