@@ -7,6 +7,7 @@ import sys
 import typer
 
 from hil.errors import UserError
+from hil.exitcodes import ExitCode, one_line
 
 app = typer.Typer(
     name="hil",
@@ -14,14 +15,28 @@ app = typer.Typer(
     epilog=(
         "Typical flow: `hil lab up` (or a real rack in devices.yaml) -> `hil devices check` -> "
         "`pytest suites -n 3 --candidate DIR --alluredir reports/allure-results --gate` -> "
-        "`hil report`. Exit codes of `hil gate` and `pytest --gate`: 0 promote, 1 reject, "
-        "2 inconclusive (3: bad input). Other commands: 0 ok, 1 check failed, 2 bad input "
-        "(one line naming file, device, field), 3 infrastructure (lab or device unreachable)."
+        f"`hil report`. Exit codes of `hil gate` and `pytest --gate`: {one_line('gate')}. "
+        f"Other commands: {one_line('hil')}. `pytest` without --gate: {one_line('pytest')}."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from hil import __version__
+
+        typer.echo(f"hil-harness {__version__}")
+        raise typer.Exit(ExitCode.OK)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version,
+        help="print the harness's version and exit")) -> None:
+    """Hardware-in-the-loop harness for Raspberry Pi edge hubs: inventory, lab, deploy, gate, report."""
 
 
 def _register_subcommands() -> None:
@@ -43,7 +58,7 @@ def main() -> None:
         app()
     except UserError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(2)
+        sys.exit(ExitCode.BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`hil deploy HUB --candidate DIR` and `hil rollback HUB`: what the fixtures do, by hand.
 
-Exit codes: 0 ok, 1 the deployment (or its rollback) failed, 2 bad input,
-3 infrastructure (hub unreachable, host key refused).
+Exit codes (hil.exitcodes.ExitCode): 0 ok, 1 the deployment (or its rollback) failed,
+2 bad input, 3 infrastructure (hub unreachable, hub in use, host key refused).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hil.errors import FailureClass, HilError, InfrastructureError, UserError
+from hil.commands.grammar import DEFAULT_DEVICES, DevicesOption, HubArgument, exit_codes
+from hil.errors import FailureClass, InfrastructureError
+from hil.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from hil.deploy.deployment import DeploymentResult
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from hil.drivers.base import Shell
     from hil.inventory import Device, Inventory
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INFRASTRUCTURE = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_INFRASTRUCTURE = ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.INFRASTRUCTURE
 
 
 def _load_device(devices: Path, hub: str) -> tuple[Inventory, Device]:
@@ -130,28 +132,11 @@ def _print_restore(console: Console, r: RestoreResult) -> None:
         console.print(f"the snapshot stays on the hub: retry with `hil rollback {r.device}`")
 
 
-@contextmanager
-def _exit_codes() -> Iterator[None]:
-    """The harness's errors as one line and the command's exit code (no traceback)."""
-    try:
-        yield
-    except UserError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except InfrastructureError as exc:
-        typer.secho(f"infrastructure: {exc}", err=True, fg=typer.colors.YELLOW)
-        raise typer.Exit(EXIT_INFRASTRUCTURE) from None
-    except HilError as exc:  # the hub answered something wrong (e.g. during the rollback)
-        typer.secho(f"failed [{exc.failure_class}]: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(EXIT_FAILED) from None
-
-
 def deploy(
-    hub: Annotated[str, typer.Argument(help="device name from the inventory")],
+    hub: HubArgument,
     candidate: Annotated[Path, typer.Option(
-        "--candidate", help="the candidate folder (recipes/, artifacts/)")],
-    devices: Annotated[Path, typer.Option("--devices", envvar="HIL_DEVICES",
-                                          help="the inventory")] = Path("devices.yaml"),
+        "--candidate", metavar="DIR", help="the candidate folder (recipes/, artifacts/)")],
+    devices: DevicesOption = DEFAULT_DEVICES,
     keep_deployed: Annotated[bool, typer.Option(
         "--keep-deployed",
         help="leave the candidate on the hub (undo later with `hil rollback HUB`)")] = False,
@@ -159,7 +144,7 @@ def deploy(
         "--stack", help="deploy on top of a kept deployment (an upgrade); restores to the kept one, "
         "and `hil rollback` still restores the original set")] = False,
     evidence: Annotated[Path, typer.Option(
-        help="where failure logs are written")] = Path("reports/deploy"),
+        metavar="DIR", help="where failure logs are written")] = Path("reports/deploy"),
 ) -> None:
     """Deploy a candidate to HUB, verify it stays RUNNING, then restore the hub (unless --keep-deployed)."""
     from hil.deploy.candidate import load_candidate
@@ -168,7 +153,7 @@ def deploy(
 
     console = Console()
     code = EXIT_OK
-    with _exit_codes():
+    with exit_codes():
         cand = load_candidate(candidate)
         inv, device = _load_device(devices, hub)
         console.print(f"candidate {cand.components} [dim]sha256 {cand.identity.digest[:16]}[/]")
@@ -200,9 +185,8 @@ def deploy(
 
 
 def rollback(
-    hub: Annotated[str, typer.Argument(help="device name from the inventory")],
-    devices: Annotated[Path, typer.Option("--devices", envvar="HIL_DEVICES",
-                                          help="the inventory")] = Path("devices.yaml"),
+    hub: HubArgument,
+    devices: DevicesOption = DEFAULT_DEVICES,
 ) -> None:
     """Restore the component set HUB had before `hil deploy --keep-deployed` (snapshot saved on the hub)."""
     from hil.deploy.restore import restore_snapshot
@@ -210,7 +194,7 @@ def rollback(
     from hil.drivers.greengrass import Greengrass
 
     console = Console()
-    with _exit_codes():
+    with exit_codes():
         inv, device = _load_device(devices, hub)
         with _connect(inv, device) as (shell, _files):
             snap = read_saved(shell)

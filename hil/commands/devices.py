@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hil.commands.grammar import DEFAULT_DEVICES, DevicesOption, OnlyDevicesOption, exit_codes
 from hil.errors import HilError, UserError
+from hil.exitcodes import ExitCode
 from hil.inventory import Device, Inventory, load_inventory
-
-DEFAULT_DEVICES = "devices.yaml"
-
-OnlyOpt = typer.Option([], "--device", help="only these devices (repeatable)")
-DevicesOpt = typer.Option(None, "--devices", "-d", metavar="FILE",
-                          help="rack inventory (default: $HIL_DEVICES or ./devices.yaml)")
-
-
-def _load(path: Path | None) -> Inventory:
-    return load_inventory(path or Path(os.environ.get("HIL_DEVICES", DEFAULT_DEVICES)))
 
 
 def _holders(inv: Inventory) -> dict[str, str]:
@@ -125,20 +115,26 @@ def register(app: typer.Typer) -> None:
                           invoke_without_command=True, no_args_is_help=False)
 
     @devices.callback()
-    def show(ctx: typer.Context, path: Path | None = DevicesOpt) -> None:
+    def show(ctx: typer.Context, path: DevicesOption = DEFAULT_DEVICES) -> None:
         """Print the inventory as a table, with who holds each device."""
         if ctx.invoked_subcommand is not None:
             ctx.obj = path
             return
-        Console().print(_table(_load(path)))
+        with exit_codes():
+            Console().print(_table(load_inventory(path)))
 
     @devices.command("check")
-    def check(ctx: typer.Context, path: Path | None = DevicesOpt, device: list[str] = OnlyOpt) -> None:
+    def check(ctx: typer.Context, path: DevicesOption = DEFAULT_DEVICES,
+              device: OnlyDevicesOption = None) -> None:
         """Probe every device over SSH, console and power; exit 1 when any is broken."""
         # paramiko logs its transport thread's tracebacks; the table already says what failed
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
-        inv = _load(path or ctx.obj)
-        selected = inv.select(names=device) if device else list(inv.devices.values())
+        given = ctx.get_parameter_source("path")
+        if ctx.obj is not None and given is not None and given.name == "DEFAULT":
+            path = ctx.obj  # `hil devices -d FILE check`
+        with exit_codes():
+            inv = load_inventory(path)
+            selected = inv.select(names=device) if device else list(inv.devices.values())
         with ThreadPoolExecutor(max_workers=min(8, len(selected) or 1)) as pool:
             results = list(pool.map(lambda d: check_device(inv, d), selected))
         t = Table(title=f"check of {inv.path}")
@@ -154,6 +150,6 @@ def register(app: typer.Typer) -> None:
         if broken:
             typer.secho(f"{len(broken)} device(s) need attention: {', '.join(broken)}", err=True,
                         fg=typer.colors.RED)
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.CHECK_FAILED)
 
     app.add_typer(devices, name="devices")

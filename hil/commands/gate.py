@@ -9,9 +9,11 @@ import typer
 from rich.console import Console
 from typer.core import TyperCommand
 
+from hil.commands.grammar import DEFAULT_DEVICES, DevicesOption
 from hil.errors import UserError
+from hil.exitcodes import GateExit
 
-EXIT_BAD_INPUT = 3
+EXIT_BAD_INPUT = GateExit.BAD_INPUT
 
 
 class _GateCommand(TyperCommand):
@@ -29,16 +31,19 @@ class _GateCommand(TyperCommand):
 
 def gate(
     results: Annotated[Path, typer.Option(
+        metavar="DIR",
         help="reports folder, a run folder reports/run/<id>, or an allure-results folder")] = Path("reports"),
-    policy: Annotated[Path, typer.Option(help="the gate policy")] = Path("gate.yaml"),
-    junit: Annotated[list[Path] | None, typer.Option(help="JUnit XML file(s) (repeatable)")] = None,
+    policy: Annotated[Path, typer.Option(metavar="FILE", help="the gate policy")] = Path("gate.yaml"),
+    junit: Annotated[list[Path] | None, typer.Option(
+        metavar="FILE", help="JUnit XML file(s) (repeatable)")] = None,
     run_id: Annotated[str | None, typer.Option(
-        help="which run under <results>/run/ (default: newest)")] = None,
-    out: Annotated[Path, typer.Option(help="where to write the decision")] = Path("reports/gate.json"),
-    inventory: Annotated[Path, typer.Option(
-        help="inventory, for the device list when the run metadata has none")] = Path("devices.yaml"),
+        metavar="ID", help="which run under <results>/run/ (default: newest)")] = None,
+    out: Annotated[Path, typer.Option(
+        metavar="FILE", help="where to write the decision")] = Path("reports/gate.json"),
+    devices: DevicesOption = DEFAULT_DEVICES,
     report: Annotated[Path, typer.Option(
-        help="the Allure HTML report, for links to test cases")] = Path("reports/allure-report"),
+        metavar="DIR", help="the Allure HTML report, for links to test cases",
+    )] = Path("reports/allure-report"),
 ) -> None:
     """Decide promote (exit 0), reject (1) or inconclusive (2) from a run's results; write gate.json."""
     from hil.gate.evaluate import run_gate
@@ -46,7 +51,7 @@ def gate(
     console = Console()
     try:
         outcome = run_gate(results=results, policy_file=policy, junit=list(junit or []), run_id=run_id,
-                           out=out, inventory=inventory, report_dir=report, console=console)
+                           out=out, inventory=devices, report_dir=report, console=console)
     except UserError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(EXIT_BAD_INPUT) from None

@@ -20,9 +20,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hil.commands.devices import DevicesOpt, _load
-from hil.errors import HilError, InventoryError
-from hil.inventory import Inventory
+from hil.commands.grammar import DEFAULT_DEVICES, DevicesOption, HubArgument, exit_codes
+from hil.errors import InventoryError
+from hil.exitcodes import ExitCode
+from hil.inventory import Inventory, load_inventory
 from hil.lease import LeaseInfo, LeaseStore, lease_store_url, make_lease_store, redact_url
 
 RELEASE_LOG = Path("reports") / "lease-release.log"
@@ -38,11 +39,6 @@ LogOpt = typer.Option(None, "--log", metavar="FILE",
 
 def _store(inv: Inventory, url: str | None) -> LeaseStore:
     return make_lease_store(inv, url)
-
-
-def _fail(exc: HilError) -> typer.Exit:
-    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2 if isinstance(exc, InventoryError) else 1)
 
 
 def _when(epoch: float | None) -> str:
@@ -74,17 +70,15 @@ def register(app: typer.Typer) -> None:
                         no_args_is_help=True)
 
     @lease.command("list")
-    def list_(path: Path | None = DevicesOpt, store: str | None = StoreOpt) -> None:
+    def list_(path: DevicesOption = DEFAULT_DEVICES, store: str | None = StoreOpt) -> None:
         """Who holds which device (and, on a shared store, who waits)."""
-        inv = _load(path)
-        url = lease_store_url(inv, store)
-        try:
+        with exit_codes():
+            inv = load_inventory(path)
+            url = lease_store_url(inv, store)
             st = _store(inv, store)
             held = st.holders()
             list_waiters = getattr(st, "waiters", None)  # only shared stores queue waiters
             waiters: list[tuple[int, list[str], str]] = list_waiters() if list_waiters else []
-        except HilError as exc:
-            raise _fail(exc) from None
         t = Table(title=f"leases of {inv.lab} ({redact_url(url) if url else 'file locks on this host'})")
         for col in ("device", "holder", "runner", "ci job", "since", "token", "expires"):
             t.add_column(col)
@@ -102,27 +96,27 @@ def register(app: typer.Typer) -> None:
 
     @lease.command("release")
     def release(
-        device: str = typer.Argument(..., metavar="HUB", help="device name from the inventory"),
+        device: HubArgument,
         force: bool = typer.Option(False, "--force", help="required: drop the lease whoever holds it"),
-        path: Path | None = DevicesOpt,
+        path: DevicesOption = DEFAULT_DEVICES,
         store: str | None = StoreOpt,
-        reason: str | None = typer.Option(None, "--reason", help="why (goes into the release log)"),
+        reason: str | None = typer.Option(None, "--reason", metavar="TEXT",
+                                          help="why (goes into the release log)"),
         log_file: Path | None = LogOpt,
     ) -> None:
         """Drop HUB's lease (operators: for a holder that is stuck or gone). Logged."""
-        inv = _load(path)
-        if device not in inv.devices:
-            raise InventoryError(f"unknown device {device} (known: {', '.join(inv.devices)})",
-                                 file=str(inv.path), device=device)
+        with exit_codes():
+            inv = load_inventory(path)
+            if device not in inv.devices:
+                raise InventoryError(f"unknown device {device} (known: {', '.join(inv.devices)})",
+                                     file=str(inv.path), device=device)
         if not force:
             typer.secho(f"error: releasing {device} takes it away from its holder; "
                         "say --force if that is what you want", err=True, fg=typer.colors.RED)
-            raise typer.Exit(2)
+            raise typer.Exit(ExitCode.BAD_INPUT)
         url = lease_store_url(inv, store)
-        try:
+        with exit_codes():
             dropped = _store(inv, store).force_release(device)
-        except HilError as exc:
-            raise _fail(exc) from None
         record = release_record(inv, url, device, dropped, reason)
         target = log_file or inv.path.parent / RELEASE_LOG
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -7,26 +7,23 @@ from typing import Annotated
 
 import typer
 
-from hil.errors import HilError, UserError
+from hil.commands.grammar import exit_codes
 
 
 def report(
-    results: Annotated[Path, typer.Option(help="allure-results folder")] = Path("reports/allure-results"),
-    out: Annotated[Path, typer.Option(help="where the HTML report goes")] = Path("reports/allure-report"),
+    results: Annotated[Path, typer.Option(
+        metavar="DIR", help="allure-results folder")] = Path("reports/allure-results"),
+    report_dir: Annotated[Path, typer.Option(
+        "--report", metavar="DIR", help="where the HTML report goes")] = Path("reports/allure-report"),
     tools: Annotated[Path | None, typer.Option(
+        metavar="DIR",
         help="where allure-commandline is installed from npm (default: .tools/ in the checkout)")] = None,
 ) -> None:
     """Generate the Allure HTML report (history kept across runs) and print its index.html."""
     from hil.report.html import build_report, ensure_allure
 
-    try:
-        index = build_report(results, out, allure=ensure_allure(tools))
-    except UserError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(3) from None
-    except HilError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
+    with exit_codes():  # 2: no results there; 3: the generator could not be installed or failed
+        index = build_report(results, report_dir, allure=ensure_allure(tools))
     typer.echo(f"HTML report: {index.resolve()}")
 
 

@@ -33,7 +33,9 @@ class Decision(StrEnum):
 
     @property
     def exit_code(self) -> int:
-        return {Decision.PROMOTE: 0, Decision.REJECT: 1, Decision.INCONCLUSIVE: 2}[self]
+        from hil.exitcodes import GateExit
+
+        return int(GateExit[self.name])
 
 
 class Effect(StrEnum):

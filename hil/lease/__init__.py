@@ -131,6 +131,12 @@ LeaseStoreFactory = Callable[["Inventory", str | None], LeaseStore]
 LEASE_STORES: dict[str, LeaseStoreFactory] = {}
 """URL scheme -> factory. "" is the default (file locks on this host)."""
 
+LEASE_STORE_MODULES: dict[str, tuple[str, str | None]] = {
+    "": ("hil.lease.filelock", None), "file": ("hil.lease.filelock", None),
+    "postgresql": ("hil.lease.postgres", "postgres"), "postgres": ("hil.lease.postgres", "postgres"),
+}
+"""URL scheme -> (module that registers its factory, pip extra it needs): imported on first use."""
+
 
 def register_lease_store(scheme: str) -> Callable[[LeaseStoreFactory], LeaseStoreFactory]:
     def deco(factory: LeaseStoreFactory) -> LeaseStoreFactory:
@@ -146,14 +152,23 @@ def lease_store_url(inventory: Inventory, url: str | None = None) -> str | None:
 
 def make_lease_store(inventory: Inventory, url: str | None = None) -> LeaseStore:
     """The lease store asked for (see ``lease_store_url``); file locks by default."""
-    import hil.lease.filelock
-    import hil.lease.postgres  # noqa: F401  (register the backends)
+    import importlib
+
+    from hil.extras import needs_extra
 
     url = lease_store_url(inventory, url)
     scheme = "" if not url else (urlparse(url).scheme or "file")
+    if scheme not in LEASE_STORES and scheme in LEASE_STORE_MODULES:
+        module, extra = LEASE_STORE_MODULES[scheme]
+        if extra is None:
+            importlib.import_module(module)
+        else:
+            with needs_extra(extra):
+                importlib.import_module(module)
     factory = LEASE_STORES.get(scheme)
     if factory is None:
-        known = ", ".join(sorted(s + "://" if s else "(default: file locks)" for s in LEASE_STORES))
+        schemes = set(LEASE_STORES) | set(LEASE_STORE_MODULES)
+        known = ", ".join(sorted(s + "://" if s else "(default: file locks)" for s in schemes))
         raise InventoryError(f"no lease store for {redact_url(url or '')!r}; known: {known}",
                              file=str(inventory.path), field="lease.store")
     return factory(inventory, url)

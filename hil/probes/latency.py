@@ -190,8 +190,11 @@ def judge(evidence: LatencyEvidence, budget: Budget) -> BudgetVerdict:
 def plot_latency(evidence: Sequence[LatencyEvidence], path: Path, *, title: str | None = None,
                  budget: Budget | None = None) -> Path:
     """A percentile-distribution plot (PNG) of one or more latency records."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from hil.extras import needs_extra
+
+    with needs_extra("plots"):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
     # Figure + Agg canvas directly: no pyplot global state, safe in xdist workers and threads
     fig = Figure(figsize=(8, 4.5), dpi=100)

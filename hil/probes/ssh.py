@@ -8,10 +8,8 @@ an unverified server.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -299,13 +297,9 @@ def parse_ssh_audit(doc: Mapping[str, object], *, host: str, port: int, exit_cod
 
 def ssh_audit_executable() -> str:
     """ssh-audit from the harness's own environment (next to the interpreter), else PATH."""
-    beside = Path(sys.executable).parent / "ssh-audit"
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("ssh-audit")
-    if not found:
-        raise UserError("ssh-audit is not installed in the harness environment (pip install ssh-audit)")
-    return found
+    from hil.extras import extra_program
+
+    return extra_program("security", "ssh-audit")
 
 
 def ssh_audit(host: str, port: int = 22, *, timeout: float = 60.0,

@@ -131,18 +131,21 @@ def tls_scan(host: str, port: int, *, ca_file: Path, client_cert: Path | None = 
     ``ca_file`` is also handed to sslyze as a custom trust store (its own path validation
     stays in the attached result); the verdict on the chain is ``validate_chain``'s.
     """
-    from sslyze import (  # type: ignore[attr-defined]  # sslyze re-exports without __all__
-        CertificateInfoExtraArgument,
-        ClientAuthenticationCredentials,
-        ScanCommand,
-        ScanCommandAttemptStatusEnum,
-        ScanCommandsExtraArguments,
-        Scanner,
-        ServerNetworkConfiguration,
-        ServerNetworkLocation,
-        ServerScanRequest,
-        ServerScanStatusEnum,
-    )
+    from hil.extras import needs_extra
+
+    with needs_extra("security"):
+        from sslyze import (  # type: ignore[attr-defined]  # sslyze re-exports without __all__
+            CertificateInfoExtraArgument,
+            ClientAuthenticationCredentials,
+            ScanCommand,
+            ScanCommandAttemptStatusEnum,
+            ScanCommandsExtraArguments,
+            Scanner,
+            ServerNetworkConfiguration,
+            ServerNetworkLocation,
+            ServerScanRequest,
+            ServerScanStatusEnum,
+        )
 
     name = server_name or host
     creds = (ClientAuthenticationCredentials(certificate_chain_path=client_cert, key_path=client_key)

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from hil.errors import HilError, UserError
+from hil.errors import InfrastructureError, UserError
 from hil.gate.ci import CiJob, ci_job
 
 ALLURE_NPM_PACKAGE = "allure-commandline@^2.30"
@@ -46,8 +46,8 @@ def categories() -> list[dict[str, Any]]:
     return [*tagged, *FALLBACK_CATEGORIES, *catch_all]
 
 
-class ReportError(HilError):
-    """The report generator could not be installed or failed."""
+class ReportError(InfrastructureError):
+    """The report generator could not be installed or failed (a tool of this machine, not a verdict)."""
 
 
 def tools_dir() -> Path:

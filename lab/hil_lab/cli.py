@@ -60,7 +60,8 @@ def _table(rows: list[HubStatus]) -> Table:
 
 @app.command()
 def up(
-    hubs: Annotated[int, typer.Option("--hubs", min=1, max=MAX_HUBS, help="hardened hubs to start")]
+    hubs: Annotated[int, typer.Option("--hubs", metavar="N", min=1, max=MAX_HUBS,
+                                      help="hardened hubs to start")]
     = DEFAULT_HUBS,
     with_vulnerable: Annotated[bool, typer.Option("--with-vulnerable",
                                                   help="also start hub-vuln (deliberate defects)")] = False,
@@ -120,8 +121,8 @@ class PowerAction(StrEnum):
 
 @app.command()
 def power(
-    hub: Annotated[str, typer.Argument(help="hub name, e.g. hub-01 or hub-vuln")],
-    action: Annotated[PowerAction, typer.Argument(help="on, off, cycle or status")],
+    hub: Annotated[str, typer.Argument(metavar="HUB", help="hub name, e.g. hub-01 or hub-vuln")],
+    action: Annotated[PowerAction, typer.Argument(metavar="ACTION", help="on, off, cycle or status")],
 ) -> None:
     """Switch a hub's outlet through the lab PDU's HTTP API, as a user would."""
     client = _client()
@@ -148,9 +149,10 @@ class FaultKind(StrEnum):
 
 @app.command()
 def fault(
-    hub: Annotated[str, typer.Argument(help="hub name, e.g. hub-01")],
-    kind: Annotated[FaultKind, typer.Argument(help="which fault")],
-    ms: Annotated[int | None, typer.Argument(help="slow-network: delay in milliseconds")] = None,
+    hub: Annotated[str, typer.Argument(metavar="HUB", help="hub name, e.g. hub-01")],
+    kind: Annotated[FaultKind, typer.Argument(metavar="FAULT", help="which fault")],
+    ms: Annotated[int | None, typer.Argument(
+        metavar="MS", help="slow-network: delay in milliseconds")] = None,
 ) -> None:
     """Inject a fault: cable-pull|cable-plug|hang|kill-sshd|slow-network MS|clear."""
     client = _client()

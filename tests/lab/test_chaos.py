@@ -415,7 +415,7 @@ def test_killed_run_leaves_results_readable_and_the_gate_inconclusive(killed_run
     capture = child.run_dir / "console" / f"{KILLED}.console.log"
     assert "login" in capture.read_text(errors="replace").lower()
     gate = subprocess.run([HIL, "gate", "--results", str(child.run_dir), "--out",
-                           str(killed_run["tmp"] / "gate.json"), "--inventory", str(INVENTORY)],
+                           str(killed_run["tmp"] / "gate.json"), "--devices", str(INVENTORY)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert gate.returncode == 2, gate.stdout + gate.stderr
     assert "inconclusive" in (killed_run["tmp"] / "gate.json").read_text()

@@ -113,7 +113,7 @@ def _regate(good: GatedSession, tmp_path: Path, quarantine: list[dict[str, objec
     policy.write_text(yaml.safe_dump(doc))
     out = tmp_path / "gate.json"
     proc = subprocess.run([str(HIL), "gate", "--results", str(good.reports), "--run-id", "good",
-                           "--policy", str(policy), "--out", str(out), "--inventory", str(INVENTORY)],
+                           "--policy", str(policy), "--out", str(out), "--devices", str(INVENTORY)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     gate: dict[str, object] = json.loads(out.read_text()) if out.is_file() else {}
     return proc, gate

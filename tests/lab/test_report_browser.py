@@ -53,7 +53,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     good: GatedSession = good_candidate_run(tmp_path_factory.getbasetemp() / "gate-good")
     assert good.allure.is_dir(), good.output_tail()
     out = tmp_path_factory.mktemp("allure-report")
-    proc = subprocess.run([str(HIL), "report", "--results", str(good.allure), "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([str(HIL), "report", "--results", str(good.allure), "--report", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert str(out / "index.html") in proc.stdout.replace("\n", ""), proc.stdout

@@ -28,6 +28,7 @@ import pytest
 
 from hil.drivers.base import CommandResult
 from hil.errors import InfrastructureError
+from hil.exitcodes import ExitCode
 from hil.inventory import load_inventory
 from hil.lease import LeaseLost, LeaseTimeout, make_lease_store
 from hil.lease.fencing import check_fence, read_fence, write_fence
@@ -426,7 +427,7 @@ def test_cli_lists_and_force_releases_and_logs_it(cluster: Cluster, lab: str, tm
     assert devices.returncode == 0 and "runner-cli" in devices.stdout  # `hil devices` sees it too
 
     refused = _hil("lease", "release", "hub-02", "--devices", str(inv))
-    assert refused.returncode == 2 and "--force" in refused.stderr
+    assert refused.returncode == ExitCode.BAD_INPUT and "--force" in refused.stderr
     assert _store(cluster, lab).holders().keys() == {"hub-02"}
 
     log = tmp_path / "release.log"
@@ -448,11 +449,12 @@ def test_cli_lists_and_force_releases_and_logs_it(cluster: Cluster, lab: str, tm
     lease.release()
 
     unknown = _hil("lease", "release", "hub-99", "--force", "--devices", str(inv))
-    assert unknown.returncode == 2 and "hub-99" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert unknown.returncode == ExitCode.BAD_INPUT
+    assert "hub-99" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_cli_names_an_unreachable_store_in_one_line(lab: str, tmp_path: Path) -> None:
     inv = _inventory(tmp_path, lab, f"postgresql://hil:pw1234@127.0.0.1:{_free_port()}/x")
     res = _hil("lease", "list", "--devices", str(inv))
-    assert res.returncode == 1
+    assert res.returncode == ExitCode.INFRASTRUCTURE
     assert "did not answer" in res.stderr and "Traceback" not in res.stderr and "pw1234" not in res.stderr

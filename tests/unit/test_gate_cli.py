@@ -42,7 +42,7 @@ def test_hil_gate_exit_codes(tmp_path: Path, scenario: str, code: int) -> None:
     run_metadata(rec.root / "reports")
     pol = policy_file(tmp_path)
     proc = hil_gate("--results", str(rec.root / "reports"), "--policy", str(pol),
-                    "--out", str(tmp_path / "gate.json"), "--inventory", str(tmp_path / "none.yaml"),
+                    "--out", str(tmp_path / "gate.json"), "--devices", str(tmp_path / "none.yaml"),
                     cwd=tmp_path)
     assert proc.returncode == code, proc.stdout + proc.stderr
     doc = json.loads((tmp_path / "gate.json").read_text())

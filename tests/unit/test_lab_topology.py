@@ -1,17 +1,35 @@
-"""The checked-in devices.yaml is exactly the default `hil lab up --with-vulnerable` rack."""
-
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from hil.inventory import load_inventory
 from hil_lab.inventory_writer import CHECKED_IN, device_entry, write_inventory
-from hil_lab.topology import DEFAULT_HUBS, hub_by_name, hub_by_outlet, rack
+from hil_lab.topology import DEFAULT_HUBS, SLOT, SLOT_ENV, hub_by_name, hub_by_outlet, rack
+
+# The lab's names and numbers depend on the slot ($HIL_LAB_SLOT, read at import): the
+# expectations below follow it, so the tests hold in whichever slot they run.
+OCTET = 77 + SLOT
+SHIFT = 1000 * SLOT
+SUFFIX = "" if SLOT == 0 else f"-s{SLOT}"
+
+
+def _rerun_in_slot_0(test: str) -> None:
+    env = {**os.environ, SLOT_ENV: "0"}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          f"{__file__}::{test}"], env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert res.returncode == 0, res.stdout[-3000:]
 
 
 def test_checked_in_inventory_matches_default_rack() -> None:
+    if SLOT != 0:  # the checked-in devices.yaml describes slot 0
+        _rerun_in_slot_0("test_checked_in_inventory_matches_default_rack")
+        return
     devices = yaml.safe_load(CHECKED_IN.read_text())["devices"]
     expected = {h.name: device_entry(h) for h in rack(DEFAULT_HUBS, with_vulnerable=True)}
     assert devices == expected
@@ -23,15 +41,26 @@ def test_generated_inventory_loads_and_keeps_defaults(tmp_path: Path) -> None:
     original = yaml.safe_load(CHECKED_IN.read_text())
     assert written["defaults"] == original["defaults"]
     assert list(written["devices"]) == ["hub-01", "hub-02", "hub-03", "hub-04", "hub-05"]
-    assert written["devices"]["hub-05"]["ssh"]["host"] == "172.28.77.15"
+    assert written["devices"]["hub-05"]["ssh"]["host"] == f"172.28.{OCTET}.15"
     inventory = load_inventory(target)
     assert len(list(inventory.devices)) == 5
 
 
 def test_names_outlets_and_ports() -> None:
     vuln = hub_by_name("hub-vuln")
-    assert vuln is not None and (vuln.address, vuln.outlet, vuln.console_port) == ("172.28.77.90", 90, 47190)
+    assert vuln is not None
+    assert (vuln.address, vuln.outlet, vuln.console_port) == (f"172.28.{OCTET}.90", 90, 47190 + SHIFT)
     hub = hub_by_outlet(2)
     assert hub is not None and (hub.name, hub.container, hub.console_url) == (
-        "hub-02", "hil-lab-hub-02", "socket://127.0.0.1:47102")
+        "hub-02", f"hil-lab{SUFFIX}-hub-02", f"socket://127.0.0.1:{47102 + SHIFT}")
     assert hub_by_name("hub-2") is None and hub_by_name("router") is None and hub_by_outlet(91) is None
+
+
+def test_another_slot_shifts_every_name_and_number() -> None:
+    env = {**os.environ, SLOT_ENV: "3"}
+    code = ("from hil_lab.topology import hub_by_name, NETWORK, PDU_PORT\n"
+            "h = hub_by_name('hub-01')\n"
+            "print(h.address, h.container, h.console_port, NETWORK, PDU_PORT)\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60, check=True).stdout.split()
+    assert out == ["172.28.80.11", "hil-lab-s3-hub-01", "50101", "hil-lab-s3", "50080"]

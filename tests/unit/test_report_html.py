@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from gate_recording import RUN_TIMEOUT, record
 
+from hil.exitcodes import ExitCode
 from hil.gate.ci import ci_job
 from hil.gate.decision import decide
 from hil.gate.policy import GatePolicy
@@ -51,9 +52,9 @@ def test_history_is_carried(tmp_path: Path) -> None:
 
 
 def test_report_without_results_is_bad_input(tmp_path: Path) -> None:
-    proc = subprocess.run([*HIL, "report", "--results", str(tmp_path), "--out", str(tmp_path / "r")],
+    proc = subprocess.run([*HIL, "report", "--results", str(tmp_path), "--report", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
-    assert proc.returncode == 3 and "no allure results here" in proc.stderr
+    assert proc.returncode == ExitCode.BAD_INPUT and "no allure results here" in proc.stderr
 
 
 needs_tools = pytest.mark.skipif(shutil.which("npm") is None or shutil.which("java") is None,
@@ -69,7 +70,7 @@ def test_hil_report_end_to_end(tmp_path: Path) -> None:
     rec = record(tmp_path / "run", "bad")
     out = tmp_path / "allure-report"
     for n in (1, 2):
-        proc = subprocess.run([*HIL, "report", "--results", str(rec.allure), "--out", str(out)],
+        proc = subprocess.run([*HIL, "report", "--results", str(rec.allure), "--report", str(out)],
                               capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert proc.stdout.strip() == f"HTML report: {(out / 'index.html').resolve()}"
