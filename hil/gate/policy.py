@@ -58,6 +58,31 @@ class Quarantine(BaseModel):
         return today > self.expires
 
 
+class Waiver(BaseModel):
+    """A required check that may stay unrun (skipped or not applicable) on one device model.
+
+    Like a quarantine it names a reason and an expiry: an expired waiver blocks again
+    and is named in the decision. It never excuses a failure, only a check that did not run.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    check: str = Field(min_length=1)
+    """A pytest node id or an fnmatch pattern over node ids."""
+    model: str = Field(min_length=1)
+    """The device model (devices.yaml ``model``) it applies to; an fnmatch pattern (``*``: every model)."""
+    reason: str = Field(min_length=1)
+    expires: dt.date
+
+    def matches(self, nodeid: str, model: str | None) -> bool:
+        check_ok = nodeid == self.check or fnmatch.fnmatchcase(nodeid, self.check)
+        m = model or ""
+        return check_ok and (m == self.model or fnmatch.fnmatchcase(m, self.model))
+
+    def expired(self, today: dt.date) -> bool:
+        return today > self.expires
+
+
 class GatePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +97,8 @@ class GatePolicy(BaseModel):
     harness: OnFailure = OnFailure.REQUEUE
     latency_budgets: dict[str, LatencyBudget] = Field(default_factory=dict)
     quarantine: list[Quarantine] = Field(default_factory=list)
+    waivers: list[Waiver] = Field(default_factory=list)
+    """Required checks allowed not to run on a device model (coverage); see docs/ci.md."""
     ledger: Path = Path("reports/ledger.jsonl")
     path: Path | None = Field(default=None, exclude=True)
 
@@ -91,6 +118,11 @@ class GatePolicy(BaseModel):
 
     def quarantine_for(self, nodeid: str) -> Quarantine | None:
         return next((q for q in self.quarantine if q.matches(nodeid)), None)
+
+    def waiver_for(self, nodeid: str, model: str | None, today: dt.date) -> Waiver | None:
+        """A valid waiver of this check on this model, else an expired one (the caller names it)."""
+        found = [w for w in self.waivers if w.matches(nodeid, model)]
+        return next((w for w in found if not w.expired(today)), found[0] if found else None)
 
     def latency_budget(self, metric: str) -> LatencyBudget | None:
         """The budget a latency test asserts against (suites read it from here too)."""

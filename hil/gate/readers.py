@@ -17,12 +17,11 @@ from typing import Any
 from hil.errors import FailureClass, UserError
 from hil.gate.results import (
     SUITE_NAMES,
+    Disposition,
     LatencyFigure,
-    Outcome,
     RunMetadata,
     RunResults,
     TestRecord,
-    classify,
 )
 
 RESULTS_JSONL = "results.jsonl"
@@ -30,11 +29,11 @@ LATENCY_JSONL = "latency.jsonl"
 CANDIDATE_JSON = "candidate.json"
 RUN_META_NAMES = ("run.json", "meta.json", "metadata.json")
 
-_OUTCOMES = {"passed": Outcome.PASSED, "pass": Outcome.PASSED, "xpassed": Outcome.PASSED,
-             "failed": Outcome.FAILED, "error": Outcome.FAILED, "broken": Outcome.FAILED,
-             "fail": Outcome.FAILED, "skipped": Outcome.SKIPPED, "skip": Outcome.SKIPPED,
-             "xfailed": Outcome.SKIPPED, "unknown": Outcome.FAILED}
-_WORST = {Outcome.PASSED: 0, Outcome.SKIPPED: 1, Outcome.FAILED: 2}
+_OUTCOMES = {"passed": Disposition.PASSED, "pass": Disposition.PASSED, "xpassed": Disposition.PASSED,
+             "failed": Disposition.FAILED, "error": Disposition.FAILED, "broken": Disposition.FAILED,
+             "fail": Disposition.FAILED, "skipped": Disposition.SKIPPED, "skip": Disposition.SKIPPED,
+             "xfailed": Disposition.SKIPPED, "unknown": Disposition.FAILED}
+_WORST = {Disposition.PASSED: 0, Disposition.NOT_APPLICABLE: 1, Disposition.SKIPPED: 1, Disposition.FAILED: 2}
 
 
 # -- locating the files of a run ------------------------------------------------------------------
@@ -141,7 +140,7 @@ def _merge(primary: list[TestRecord], allure: list[TestRecord]) -> list[TestReco
     by_id: dict[str, TestRecord] = {}
     for rec in primary:
         old = by_id.get(rec.nodeid)
-        if old is None or _WORST[rec.outcome] >= _WORST[old.outcome]:
+        if old is None or _WORST[rec.disposition] >= _WORST[old.disposition]:
             if old is not None and not rec.allure_uuid and old.allure_uuid:
                 rec = _replace(rec, allure_uuid=old.allure_uuid, allure_name=old.allure_name,
                                start_ms=old.start_ms)
@@ -273,15 +272,41 @@ def read_jsonl(path: Path, warnings: list[str]) -> Iterator[TestRecord]:
             continue
         message = _str(doc.get("message")) or _str(doc.get("longrepr")) or ""
         allure: dict[str, Any] = doc["allure"] if isinstance(doc.get("allure"), dict) else {}
+        disposition = _disposition(doc.get("disposition"), outcome)
         yield TestRecord(
-            nodeid=str(doc["nodeid"]), outcome=outcome,
-            failure_class=_failure_class(doc.get("failure_class")) or (
-                classify(outcome, message) if outcome is not Outcome.PASSED else None),
+            nodeid=str(doc["nodeid"]), disposition=disposition,
+            failure_class=_blame(disposition, _failure_class(doc.get("failure_class")), FailureClass.HARNESS),
             message=message, duration=_float(doc.get("duration", doc.get("duration_s"))),
             device=_str(doc.get("device")), model=_str(doc.get("model")),
             suites=_suites(doc.get("suites") or doc.get("suite") or doc.get("markers"), str(doc["nodeid"])),
             allure_uuid=_str(doc.get("allure_uuid")) or _str(doc.get("uuid")) or _str(allure.get("uuid")),
             source="jsonl")
+
+
+def _disposition(v: object, outcome: Disposition) -> Disposition:
+    """The record's own ``disposition`` field when it has a valid one, else pytest's outcome."""
+    try:
+        given = Disposition(str(v).lower()) if v else None
+    except ValueError:
+        given = None
+    if given is None:
+        return outcome
+    # a field that contradicts the outcome (a "passed" record of a failed test) is not believed
+    return given if given.outcome is outcome.outcome else outcome
+
+
+def _blame(disposition: Disposition, explicit: FailureClass | None,
+           unrecorded: FailureClass | None) -> FailureClass | None:
+    """The failure class a record carries; ``unrecorded`` for a failure that carries none.
+
+    A failure whose class nobody recorded is not the product's by default: the source
+    could not type it, so it proves nothing about the candidate.
+    """
+    if disposition is Disposition.PASSED:
+        return None
+    if explicit is not None:
+        return explicit
+    return unrecorded if disposition is Disposition.FAILED else None
 
 
 def _failure_class(v: object) -> FailureClass | None:
@@ -355,19 +380,23 @@ def read_allure(allure_dir: Path, warnings: list[str]) -> Iterator[TestRecord]:
             if isinstance(lab, dict) and "name" in lab:
                 labels.setdefault(str(lab["name"]), []).append(str(lab.get("value", "")))
         status = str(doc.get("status", "unknown")).lower()
-        outcome = _OUTCOMES.get(status, Outcome.FAILED)
+        outcome = _OUTCOMES.get(status, Disposition.FAILED)
         details: dict[str, Any] = doc["statusDetails"] if isinstance(doc.get("statusDetails"), dict) else {}
         message = str(details.get("message") or "")
-        if outcome is Outcome.SKIPPED:
+        if outcome is Disposition.SKIPPED:
             message = message.removeprefix("Skipped: ")
         nodeid = (_first(labels, "nodeid", "hil.nodeid")
                   or allure_nodeid(str(doc.get("fullName") or doc["name"]), str(doc["name"])))
         explicit = _failure_class(_first(labels, "failure_class", "hil.failure_class"))
+        disposition = _disposition(_first(labels, "disposition", "hil.disposition"), outcome)
+        # allure-pytest types the exception itself: "failed" for AssertionError and
+        # pytest.fail (a check that failed), "broken" for any other exception
+        unrecorded = FailureClass.PRODUCT if status == "failed" else FailureClass.HARNESS
         start = doc.get("start")
         stop = doc.get("stop")
         yield TestRecord(
-            nodeid=nodeid, outcome=outcome,
-            failure_class=explicit or classify(outcome, message, allure_status=status),
+            nodeid=nodeid, disposition=disposition,
+            failure_class=_blame(disposition, explicit, unrecorded),
             message=message,
             duration=(stop - start) / 1000 if isinstance(start, int) and isinstance(stop, int) else None,
             device=_first(labels, "device", "hil.device"), model=_first(labels, "model", "hil.model"),
@@ -402,28 +431,21 @@ def read_junit(path: Path, warnings: list[str]) -> Iterator[TestRecord]:
         failure = case.find("failure")
         error = case.find("error")
         skipped = case.find("skipped")
-        cls: FailureClass | None
         if failure is not None or error is not None:
             node = failure if failure is not None else error
             assert node is not None
-            outcome, message = Outcome.FAILED, node.get("message") or (node.text or "")[:500]
-            # pytest writes <error> for a setup/teardown crash: never the product's fault by itself
-            if error is not None and failure is None and not message.startswith(PRODUCT_PREFIXES):
-                explicit = _failure_class(props.get("failure_class")) or classify(outcome, message)
-                cls = FailureClass.HARNESS if explicit is FailureClass.PRODUCT else explicit
-            else:
-                cls = _failure_class(props.get("failure_class")) or classify(outcome, message)
+            outcome, message = Disposition.FAILED, node.get("message") or (node.text or "")[:500]
         elif skipped is not None:
-            outcome, message = Outcome.SKIPPED, skipped.get("message") or ""
-            cls = _failure_class(props.get("failure_class")) or classify(outcome, message)
+            outcome, message = Disposition.SKIPPED, skipped.get("message") or ""
         else:
-            outcome, message, cls = Outcome.PASSED, "", None
+            outcome, message = Disposition.PASSED, ""
+        disposition = _disposition(props.get("disposition"), outcome)
         yield TestRecord(
-            nodeid=nodeid, outcome=outcome, failure_class=cls if outcome is not Outcome.PASSED else None,
+            nodeid=nodeid, disposition=disposition,
+            # JUnit XML itself does not type a failure: only the plugin's property does
+            failure_class=_blame(disposition, _failure_class(props.get("failure_class")),
+                                 FailureClass.HARNESS),
             message=message, duration=_float(case.get("time")),
             device=props.get("device") or None, model=props.get("model") or None,
             suites=_suites(props.get("suites") or props.get("markers") or "", nodeid),
             allure_uuid=props.get("allure_uuid") or None, source="junit")
-
-
-PRODUCT_PREFIXES = ("AssertionError", "ProductError", "[product]")

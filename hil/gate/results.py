@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -12,34 +11,52 @@ from hil.errors import FailureClass
 SUITE_NAMES = ("smoke", "functional", "latency", "security")
 """Suite markers the harness knows; a policy may name others (they are markers too)."""
 
-# Exception names that mean "the lab could not do its part" when a record carries no
-# explicit class (allure/JUnit written without the harness plugin, or a crash).
-INFRASTRUCTURE_EXCEPTIONS = ("InfrastructureError", "DeviceUnreachable", "CommandTimeout",
-                             "HostKeyMismatch", "LeaseNotGranted", "LeaseTimeout", "HubBroken",
-                             "PowerError")
-PRODUCT_EXCEPTIONS = ("AssertionError", "ProductError", "CommandFailed")
-
-
-_INFRA_RE = re.compile(r"(?:[\w.]+\.)?(?:" + "|".join(INFRASTRUCTURE_EXCEPTIONS) + r")\b")
-
 
 class Outcome(StrEnum):
+    """pytest's own outcome of a test (a not-applicable check is a pytest skip)."""
+
     PASSED = "passed"
     FAILED = "failed"
     SKIPPED = "skipped"
 
 
+class Disposition(StrEnum):
+    """What became of one check on one device: the gate's view of a result record.
+
+    Carried by the record itself (results.jsonl ``disposition``, the Allure label or the
+    JUnit property of that name); when a source has no such field, pytest's outcome
+    gives passed / failed / skipped, and ``not_applicable`` cannot be guessed.
+    """
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    NOT_APPLICABLE = "not_applicable"
+    """The hub does not declare what the check is about (devices.yaml ``expect.services``)."""
+
+    @property
+    def outcome(self) -> Outcome:
+        return {Disposition.PASSED: Outcome.PASSED, Disposition.FAILED: Outcome.FAILED}.get(
+            self, Outcome.SKIPPED)
+
+    @property
+    def ran(self) -> bool:
+        return self in (Disposition.PASSED, Disposition.FAILED)
+
+
 @dataclass(frozen=True)
 class TestRecord:
-    """One test (one node id) of the run, with its outcome and its blame."""
+    """One test (one node id) of the run, with its disposition and its blame."""
 
     __test__ = False  # not a pytest test class
 
     nodeid: str
-    outcome: Outcome
+    disposition: Disposition
     failure_class: FailureClass | None = None
-    """None for a pass or a plain skip (e.g. a model the test does not apply to)."""
+    """Who is to blame, as recorded with the result (from the exception's type); None for
+    a pass, a plain skip or a not-applicable check."""
     message: str = ""
+    """The failure message or the skip reason."""
     duration: float | None = None
     device: str | None = None
     model: str | None = None
@@ -50,11 +67,15 @@ class TestRecord:
     source: str = ""
 
     @property
+    def outcome(self) -> Outcome:
+        return self.disposition.outcome
+
+    @property
     def is_problem(self) -> bool:
         """A failure of any class, or a skip because the lab or the harness failed."""
-        return self.outcome is Outcome.FAILED or (
-            self.outcome is Outcome.SKIPPED and self.failure_class in (FailureClass.INFRASTRUCTURE,
-                                                                       FailureClass.HARNESS))
+        return self.disposition is Disposition.FAILED or (
+            not self.disposition.ran and self.failure_class in (FailureClass.INFRASTRUCTURE,
+                                                                FailureClass.HARNESS))
 
 
 @dataclass(frozen=True)
@@ -93,28 +114,3 @@ class RunResults:
     """Files and directories the results were read from (for the report)."""
     warnings: list[str] = field(default_factory=list)
     """Unreadable lines or files that were skipped."""
-
-
-def classify(outcome: Outcome, message: str, *, allure_status: str | None = None) -> FailureClass | None:
-    """Blame a record that carries no explicit failure class.
-
-    Assertion failures are the product's; known lab exceptions (and skips that say
-    "infrastructure") are the lab's; any other error is the harness's own bug.
-    """
-    if outcome is Outcome.PASSED:
-        return None
-    text = message or ""
-    if outcome is Outcome.SKIPPED:
-        if "infrastructure" in text.lower():
-            return FailureClass.INFRASTRUCTURE
-        return FailureClass.HARNESS if "[harness]" in text else None
-    # the exception's type starts the message ("DeviceUnreachable: ..."); a product
-    # assertion may well *mention* a lab exception further on
-    if _INFRA_RE.match(text) or text.lower().startswith(("[infrastructure]", "infrastructure:")):
-        return FailureClass.INFRASTRUCTURE
-    if allure_status == "failed" or any(text.startswith(n) or f"\n{n}" in text or f"E   {n}" in text
-                                        for n in PRODUCT_EXCEPTIONS):
-        return FailureClass.PRODUCT
-    if text.lower().startswith(("[product]", "product:")):
-        return FailureClass.PRODUCT
-    return FailureClass.HARNESS

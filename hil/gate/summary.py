@@ -7,11 +7,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from hil.gate.decision import Decision, GateDecision, GateFailure
+from hil.gate.decision import CheckGap, Decision, Effect, GateDecision, GateFailure
 
 _STYLE = {Decision.PROMOTE: "bold green", Decision.REJECT: "bold red", Decision.INCONCLUSIVE: "bold yellow"}
 _OUTCOME_STYLE = {"passed": "green", "failed": "red", "unhealthy": "yellow", "insufficient": "yellow",
-                  "not run": "yellow", "skipped": "yellow"}
+                  "not run": "yellow", "skipped": "yellow", "incomplete": "yellow"}
 
 
 def render(decision: GateDecision) -> Group:
@@ -31,22 +31,26 @@ def render(decision: GateDecision) -> Group:
         lines.append(Text("• " + r))
 
     suites = Table(title="suites", title_justify="left")
-    for col in ("suite", "required", "outcome", "passed", "failed", "skipped", "devices passed"):
+    for col in ("suite", "required", "outcome", "passed", "failed", "skipped", "n/a", "devices passed"):
         suites.add_column(col)
     for name, so in decision.suites.items():
         suites.add_row(name, "yes" if so.required else "no",
                        Text(so.outcome, _OUTCOME_STYLE.get(so.outcome, "")),
-                       str(so.passed), str(so.failed), str(so.skipped),
+                       str(so.passed), str(so.failed), str(so.skipped), str(so.not_applicable),
                        "; ".join(f"{m}: {', '.join(d)}" for m, d in so.devices_passed.items()) or "-")
 
     devices = Table(title="devices", title_justify="left")
-    for col in ("device", "model", "outcome", "passed", "failed", "skipped", "note"):
+    for col in ("device", "model", "outcome", "passed", "failed", "skipped", "n/a", "note"):
         devices.add_column(col)
     for name, do in decision.devices.items():
         devices.add_row(name, do.model or "?", Text(do.outcome, _OUTCOME_STYLE.get(do.outcome, "")),
-                        str(do.passed), str(do.failed), str(do.skipped), do.note)
+                        str(do.passed), str(do.failed), str(do.skipped), str(do.not_applicable), do.note)
 
     parts: list[object] = [Panel(Group(*lines), expand=False), suites, devices]
+    gaps = [(name, g) for name, do in decision.devices.items()
+            for g in (*do.checks.skipped, *do.checks.not_applicable) if g.required]
+    if gaps:
+        parts.append(_gaps(gaps))
     for title, rows in (("blocking failures", decision.blocking_failures),
                         ("quarantined (not blocking)", decision.quarantined_failures),
                         ("other failures (not blocking)", decision.other_failures)):
@@ -62,6 +66,17 @@ def _failures(title: str, rows: list[GateFailure]) -> Table:
     for f in rows:
         msg = next((ln for ln in f.message.splitlines() if ln.strip()), "")[:160]
         t.add_row(f.test, f.device or "-", f.failure_class, msg, f.why, f.allure_link or "-")
+    return t
+
+
+def _gaps(rows: list[tuple[str, CheckGap]]) -> Table:
+    t = Table(title="required checks that did not run", title_justify="left")
+    for col in ("device", "check", "disposition", "reason", "gate"):
+        t.add_column(col, overflow="fold")
+    for device, g in rows:
+        style = "yellow" if g.effect is not Effect.NONE else "dim"
+        reason = next((ln for ln in g.reason.splitlines() if ln.strip()), "")[:160]
+        t.add_row(device, g.check, g.disposition.replace("_", " "), reason, Text(g.why, style))
     return t
 
 

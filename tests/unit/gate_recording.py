@@ -2,8 +2,9 @@
 
 Each scenario is a real `pytest -p allure_pytest --alluredir ... --junitxml ...` run of
 the throwaway suites in a temporary rootdir, without the harness's conftest (`-c
-/dev/null`), so that the readers are tested on what allure-pytest and pytest really
-write.
+/dev/null`) but with the harness's result plugins (run folder, devices, outcomes), so
+that the readers are tested on what allure-pytest, pytest and the harness really
+write: the failure class and disposition come from the plugin, as in a real run.
 """
 
 from __future__ import annotations
@@ -36,16 +37,31 @@ def copy_suites(root: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+RECORDED_RUN_ID = "recorded"
+"""The harness's run folder of a recording: reports/run/recorded/results.jsonl."""
+RESULT_PLUGINS = ("hil_pytest.run", "hil_pytest.devices", "hil_pytest.outcomes")
+
+
 def pytest_argv(root: Path, *extra: str) -> list[str]:
+    plugins = [arg for name in RESULT_PLUGINS for arg in ("-p", name)]
     return [sys.executable, "-m", "pytest", "-c", "/dev/null", "--rootdir", str(root),
-            "-p", "no:cacheprovider", "-p", "allure_pytest", "-q",
+            "-p", "no:cacheprovider", "-p", "allure_pytest", *plugins, "-q",
             "-W", "ignore::pytest.PytestUnknownMarkWarning", *extra, "suites"]
+
+
+def recording_env(root: Path, scenario: str, run_id: str = RECORDED_RUN_ID) -> dict[str, str]:
+    """No inventory of the caller's (the throwaway suites name their devices themselves)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HIL_DEVICES", "HIL_REPORTS_DIR", "HIL_RUN_ID", "PYTEST_XDIST",
+                                "PYTEST_CURRENT_TEST", "HIL_CANDIDATE"))}
+    env.update({"GATE_SCENARIO": scenario, "HIL_REPORTS_DIR": str(root / "reports"), "HIL_RUN_ID": run_id})
+    return env
 
 
 def record(root: Path, scenario: str, *extra: str) -> Recorded:
     copy_suites(root)
     allure, junit = root / "reports" / "allure-results", root / "reports" / "junit.xml"
-    env = {**os.environ, "GATE_SCENARIO": scenario}
+    env = recording_env(root, scenario)
     proc = subprocess.run(pytest_argv(root, "--alluredir", str(allure), "--junitxml", str(junit), *extra),
                           cwd=root, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT,
                           check=False)

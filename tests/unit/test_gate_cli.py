@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from gate_recording import RUN_TIMEOUT, copy_suites, pytest_argv, record
+from gate_recording import RUN_TIMEOUT, copy_suites, pytest_argv, record, recording_env
 
 HIL = [sys.executable, "-c", "from hil.cli import main; main()"]
 
@@ -66,8 +66,7 @@ def test_hil_gate_bad_input_exits_3(tmp_path: Path) -> None:
 def pytest_gate(root: Path, scenario: str, policy: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     copy_suites(root)
     run_metadata(root / "reports")
-    env = {**os.environ, "GATE_SCENARIO": scenario, "HIL_REPORTS_DIR": str(root / "reports"),
-           "HIL_RUN_ID": "gate-test"}
+    env = recording_env(root, scenario, "gate-test")
     argv = pytest_argv(root, "-p", "hil_pytest.gate", "--gate", "--gate-policy", str(policy),
                        "--alluredir", str(root / "reports" / "allure-results"),
                        "--junitxml", str(root / "reports" / "junit.xml"), *extra)

@@ -276,3 +276,139 @@ def test_gate_json_carries_no_secret(recorded: Any, tmp_path: Path) -> None:
     for planted in ("planted-console-pw-42", "b3BlbnNzaC1rZXktdjEAAAAPLANTED"):
         assert planted not in text  # ... its secrets are not
     json.loads(text)
+
+
+# -- coverage: a required check that did not run ------------------------------------------------
+
+GAP_CHECK = "suites/security/test_tls.py::test_broker_refuses_foreign_client"
+WAIVER = {"check": f"{GAP_CHECK}*", "model": "virtual-pi4",
+          "reason": "gateways of this model run no broker (devices.yaml expect.services)",
+          "expires": "2026-06-30"}
+
+
+def test_required_check_skipped_without_a_waiver_is_not_promoted(recorded: Any, tmp_path: Path) -> None:
+    d = judge(recorded("gap"), tmp_path)
+    assert d.decision is Decision.INCONCLUSIVE, d.reasons
+    [reason] = [r for r in d.reasons if r.startswith("coverage:")]
+    assert "on hub-02 (model virtual-pi4)" in reason and f"{GAP_CHECK}[hub-02]" in reason
+    assert "devices.yaml has no expect.broker" in reason  # the skip's own reason, as recorded
+    assert d.passes["coverage"].effect == "inconclusive" and d.passes["failures"].effect == "none"
+    hub2 = d.devices["hub-02"]
+    assert hub2.outcome == "incomplete" and hub2.healthy and hub2.skipped == 1
+    [gap] = hub2.checks.skipped
+    assert gap.check == f"{GAP_CHECK}[hub-02]" and gap.required and gap.waiver is None
+    assert gap.effect == "inconclusive" and gap.disposition == "skipped"
+    assert f"{GAP_CHECK}[hub-01]" in d.devices["hub-01"].checks.passed
+    assert d.devices["hub-01"].outcome == "passed"
+
+
+def test_a_valid_waiver_for_the_model_lets_it_promote(recorded: Any, tmp_path: Path) -> None:
+    d = judge(recorded("gap"), tmp_path, waivers=[WAIVER])
+    assert d.decision is Decision.PROMOTE, d.reasons
+    [gap] = d.devices["hub-02"].checks.skipped
+    assert gap.effect == "none" and gap.waiver is not None and gap.waiver["model"] == "virtual-pi4"
+    assert gap.why.startswith("waived until 2026-06-30")
+    assert d.devices["hub-02"].outcome == "passed"
+
+
+def test_a_waiver_for_another_model_does_not_apply(recorded: Any, tmp_path: Path) -> None:
+    d = judge(recorded("gap"), tmp_path, waivers=[{**WAIVER, "model": "rpi5-gateway"}])
+    assert d.decision is Decision.INCONCLUSIVE, d.reasons
+
+
+def test_an_expired_waiver_blocks_again_and_is_named(recorded: Any, tmp_path: Path) -> None:
+    d = judge(recorded("gap"), tmp_path, waivers=[{**WAIVER, "expires": "2026-01-14"}])
+    assert d.decision is Decision.INCONCLUSIVE, d.reasons
+    [reason] = [r for r in d.reasons if "expired" in r]
+    assert f"the waiver of '{GAP_CHECK}*' for model virtual-pi4 expired on 2026-01-14" in reason
+    assert f"{GAP_CHECK}[hub-02] did not run on hub-02" in reason
+    [gap] = d.devices["hub-02"].checks.skipped
+    assert gap.effect == "inconclusive" and gap.why == "its waiver expired on 2026-01-14"
+    # a valid waiver next to the expired one wins
+    d = judge(recorded("gap"), tmp_path, waivers=[{**WAIVER, "expires": "2026-01-14"}, WAIVER])
+    assert d.decision is Decision.PROMOTE, d.reasons
+
+
+def test_a_waiver_never_excuses_a_failure(recorded: Any, tmp_path: Path) -> None:
+    waiver = {**WAIVER, "check": "suites/functional/test_component.py::*"}
+    assert judge(recorded("bad"), tmp_path, waivers=[waiver]).decision is Decision.REJECT
+
+
+def test_a_skip_outside_the_required_suites_does_not_count(recorded: Any, tmp_path: Path) -> None:
+    d = judge(recorded("gap"), tmp_path, required_suites=["smoke", "functional", "latency"])
+    assert d.decision is Decision.PROMOTE, d.reasons
+    [gap] = d.devices["hub-02"].checks.skipped
+    assert not gap.required and gap.why == "not in a required suite"
+
+
+def _recorded_jsonl(rec: Recorded) -> list[dict[str, Any]]:
+    path = rec.root / "reports" / "run" / "recorded" / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _jsonl_run(rec: Recorded, name: str, rows: list[dict[str, Any]]) -> Path:
+    run = run_folder(rec, name)
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_not_applicable_checks_count_like_skips_and_are_listed_as_such(recorded: Any, tmp_path: Path) -> None:
+    """results.jsonl's ``disposition`` (the device-profile contract): not_applicable on hub-02."""
+    rec = recorded("gap")
+    rows = _recorded_jsonl(rec)
+    for row in rows:
+        if row["nodeid"] == f"{GAP_CHECK}[hub-02]":
+            row.update(disposition="not_applicable", failure_class=None,
+                       message="hub-02 does not declare mqtt_broker (devices.yaml expect.services)")
+    _jsonl_run(rec, "na", rows)
+    policy = write_policy(tmp_path)
+    d = decide(read_run(locate(rec.root / "reports", run_id="na")), load_policy(policy), today=TODAY)
+    assert d.decision is Decision.INCONCLUSIVE, d.reasons
+    hub2 = d.devices["hub-02"]
+    assert hub2.not_applicable == 1 and hub2.skipped == 0 and not hub2.checks.skipped
+    [gap] = hub2.checks.not_applicable
+    assert gap.disposition == "not_applicable" and "does not declare mqtt_broker" in gap.reason
+    assert d.suites["security"].not_applicable == 1
+    assert any("not applicable: hub-02 does not declare mqtt_broker" in r for r in d.reasons), d.reasons
+    d = decide(read_run(locate(rec.root / "reports", run_id="na")),
+               load_policy(write_policy(tmp_path, waivers=[WAIVER])), today=TODAY)
+    assert d.decision is Decision.PROMOTE, d.reasons
+
+
+def test_failure_class_comes_from_the_record_not_the_message(recorded: Any, tmp_path: Path) -> None:
+    rec = recorded("good")
+    rows = _recorded_jsonl(rec)
+    target = next(r for r in rows if r["nodeid"].endswith("test_ssh_answers[hub-01]"))
+    # a product failure whose message merely looks like a lab problem stays the product's ...
+    target.update(outcome="failed", disposition="failed", failure_class="product",
+                  message="[infrastructure] DeviceUnreachable: hub-01 did not answer")
+    _jsonl_run(rec, "typed", rows)
+    d = decide(read_run(locate(rec.root / "reports", run_id="typed")),
+               load_policy(write_policy(tmp_path)), today=TODAY)
+    assert d.decision is Decision.REJECT and d.blocking_failures[0].failure_class == "product"
+    # ... and a failure that carries no class is not blamed on the product
+    target.update(failure_class=None, message="AssertionError: assert 1 == 2")
+    _jsonl_run(rec, "untyped", rows)
+    d = decide(read_run(locate(rec.root / "reports", run_id="untyped")),
+               load_policy(write_policy(tmp_path)), today=TODAY)
+    assert d.decision is Decision.INCONCLUSIVE and d.blocking_failures[0].failure_class == "harness"
+
+
+def test_gate_json_lists_each_devices_checks(recorded: Any, tmp_path: Path) -> None:
+    rec = recorded("gap")
+    run_folder(rec)
+    out = tmp_path / "gate.json"
+    run_gate(results=rec.root / "reports", run_id="r1", policy_file=write_policy(tmp_path, waivers=[WAIVER]),
+             out=out, report_dir=None, today=TODAY)
+    doc = json.loads(out.read_text())
+    assert doc["gate_json_version"] == 2 and doc["decision"] == "promote"
+    checks = doc["devices"]["hub-02"]["checks"]
+    assert set(checks) == {"passed", "failed", "skipped", "not_applicable"}
+    assert "suites/smoke/test_reach.py::test_ssh_answers[hub-02]" in checks["passed"]
+    [gap] = checks["skipped"]
+    assert gap["check"] == f"{GAP_CHECK}[hub-02]" and gap["effect"] == "none"
+    assert gap["waiver"] == {"check": WAIVER["check"], "model": "virtual-pi4", "reason": WAIVER["reason"],
+                             "expires": "2026-06-30"}
+    assert {p: v["effect"] for p, v in doc["passes"].items()} == {
+        "failures": "none", "latency": "none", "coverage": "none", "device_health": "none",
+        "suites": "none", "completeness": "none"}

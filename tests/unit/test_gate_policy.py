@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hil.errors import UserError
-from hil.gate.policy import GatePolicy, OnFailure, Quarantine, load_policy
+from hil.gate.policy import GatePolicy, OnFailure, Quarantine, Waiver, load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +32,12 @@ def test_checked_in_policy_loads() -> None:
     ("latency_budgets:\n  ssh_rtt: {p95_ms: -3}\n", "latency_budgets.ssh_rtt.p95_ms", "greater than 0"),
     ("min_healthy_devices: most\n", "min_healthy_devices", "should be 'all'"),
     ("harness: tolerate\n", "(top level)", "not allowed"),
+    ("waivers:\n  - check: 'x::y'\n    reason: no broker\n    expires: 2026-01-01\n", "waivers.0.model",
+     "missing"),
+    ("waivers:\n  - check: 'x::y'\n    model: pi4\n    reason: r\n    expires: soon\n", "waivers.0.expires",
+     "date"),
+    ("waivers:\n  - {check: 'x::y', model: pi4, reason: r, expires: 2026-01-01, models: [pi5]}\n",
+     "waivers.0.models", "unknown field"),
 ])
 def test_errors_name_file_and_field(tmp_path: Path, text: str, field: str, words: str) -> None:
     f = tmp_path / "gate.yaml"
@@ -66,3 +72,18 @@ def test_quarantine_matches_patterns_and_expires() -> None:
 def test_model_minimums_fall_back_to_default() -> None:
     p = GatePolicy(min_devices_per_model={"default": 2, "pi3": 1})
     assert p.min_devices_for("pi3") == 1 and p.min_devices_for("pi5") == 2
+
+
+def test_waiver_matches_check_and_model_and_expires() -> None:
+    w = Waiver(check="suites/security/test_i9_defaults.py::test_docker*", model="rpi4-gateway",
+               reason="no Docker on gateways", expires=dt.date(2026, 6, 30))
+    check = "suites/security/test_i9_defaults.py::test_docker_socket_permissions[gw-01]"
+    assert w.matches(check, "rpi4-gateway") and not w.matches(check, "rpi5")
+    assert not w.matches("suites/security/test_i9_defaults.py::test_aslr_full[gw-01]", "rpi4-gateway")
+    assert not w.matches(check, None)
+    assert Waiver(check=check, model="*", reason="r", expires=dt.date(2026, 6, 30)).matches(check, None)
+    expired = w.model_copy(update={"expires": dt.date(2026, 1, 1)})
+    today = dt.date(2026, 2, 1)
+    assert GatePolicy(waivers=[expired, w]).waiver_for(check, "rpi4-gateway", today) is w
+    assert GatePolicy(waivers=[expired]).waiver_for(check, "rpi4-gateway", today) is expired
+    assert GatePolicy(waivers=[w]).waiver_for(check, "pi3", today) is None

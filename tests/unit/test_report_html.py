@@ -77,7 +77,7 @@ def test_hil_report_end_to_end(tmp_path: Path) -> None:
         trend = json.loads((out / "history" / "history-trend.json").read_text())
         assert len(trend) == n
     cases = [json.loads(p.read_text()) for p in (out / "data" / "test-cases").glob("*.json")]
-    assert len(cases) == 12
+    assert len(cases) == 14  # 7 checks of tests/data/gate x 2 hubs
     assert {c["status"] for c in cases} == {"passed", "failed"}
     cats = json.loads((out / "data" / "categories.json").read_text())
     assert [c["name"] for c in cats["children"]] == ["Product defects"]

@@ -2,12 +2,10 @@ import os
 
 import pytest
 
+from hil.errors import DeviceUnreachable
+
 SCENARIO = os.environ.get("GATE_SCENARIO", "good")
 DEVICES = ["hub-01", "hub-02"]
-
-
-class DeviceUnreachable(Exception):
-    """Stands in for hil.errors.DeviceUnreachable: the readers know it by name."""
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@ import os
 
 import pytest
 
+from hil_pytest.devices import skip_infra
+
 SCENARIO = os.environ.get("GATE_SCENARIO", "good")
 DEVICES = ["hub-01", "hub-02"]
 
@@ -10,7 +12,7 @@ DEVICES = ["hub-01", "hub-02"]
 @pytest.mark.parametrize("device", DEVICES)
 def test_ssh_answers(device: str) -> None:
     if SCENARIO == "infra" and device == "hub-02":
-        pytest.skip("[infrastructure] hub-02 unreachable after recovery: power cycle did not bring SSH back")
+        skip_infra("hub-02 unreachable after recovery: power cycle did not bring SSH back")
     assert device.startswith("hub-")
 
 
@@ -18,5 +20,5 @@ def test_ssh_answers(device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_nucleus_healthy(device: str) -> None:
     if SCENARIO == "infra" and device == "hub-02":
-        pytest.skip("[infrastructure] hub-02 is marked broken")
+        skip_infra("hub-02 is marked broken")
     assert True
