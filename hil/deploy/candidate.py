@@ -23,7 +23,16 @@ from typing import Any
 
 import yaml
 
-from hil.deploy.recipe import RECIPE_SUFFIXES, Problem, Recipe, load_document, parse_recipe
+from hil.deploy.recipe import (
+    DEFAULT_DIGEST_ALGORITHM,
+    RECIPE_SUFFIXES,
+    Artifact,
+    Problem,
+    Recipe,
+    file_digest,
+    load_document,
+    parse_recipe,
+)
 from hil.deploy.semver import Range, VersionError
 from hil.errors import UserError
 
@@ -184,12 +193,38 @@ def _check_artifacts(root: Path, recipes: list[Recipe], problems: list[Problem])
     for r in recipes:
         for art in r.artifacts:
             if art.scheme == "docker":
+                if not art.pinned_image:
+                    problems.append(Problem(str(r.file), f"{art.field}.URI",
+                                            f"{art.uri}: pin the image by its digest (docker:name@sha256:"
+                                            "<64 hex>) so that the hub runs what was tested"))
                 continue
             expected = adir / r.name / r.version / art.basename
             if not expected.is_file():
                 problems.append(Problem(str(r.file), f"{art.field}.URI",
                                         f"{art.uri}: artifact file missing, expected "
                                         f"{expected.relative_to(root).as_posix()}"))
+                continue
+            problem = _digest_problem(r, art, expected, root)
+            if problem:
+                problems.append(problem)
+
+
+def _digest_problem(r: Recipe, art: Artifact, path: Path, root: Path) -> Problem | None:
+    """Secure update (OWASP I4): every artifact carries the digest the hub verifies, and it is right."""
+    rel = path.relative_to(root).as_posix()
+    if art.digest is None or art.algorithm is None:
+        if art.digest is None and art.algorithm is None:
+            actual = file_digest(path, DEFAULT_DIGEST_ALGORITHM)
+            return Problem(str(r.file), f"{art.field}.Digest",
+                           "required: every artifact carries a digest the hub verifies before it installs "
+                           f"it; for {rel}: Digest: '{actual}', Algorithm: {DEFAULT_DIGEST_ALGORITHM}")
+        return None  # half a digest: the recipe check reported it
+    actual = file_digest(path, art.algorithm)
+    if actual != art.digest:
+        return Problem(str(r.file), f"{art.field}.Digest",
+                       f"does not match {rel} (its {art.algorithm} is '{actual}'): the artifact changed "
+                       "after the recipe was made, or the recipe names the wrong file")
+    return None
 
 
 def _check_internal_dependencies(recipes: list[Recipe], problems: list[Problem]) -> None:

@@ -7,7 +7,10 @@ Every problem names the recipe file and the field path.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as _dt
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -27,6 +30,10 @@ STEP_KEYS = ("Script", "RequiresPrivilege", "Skipif", "Timeout", "Setenv")
 COMPONENT_TYPES = ("aws.greengrass.generic", "aws.greengrass.lambda", "aws.greengrass.plugin",
                    "aws.greengrass.nucleus")
 ARTIFACT_SCHEMES = ("s3", "greengrass", "docker")
+DIGEST_ALGORITHMS = {"SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+"""Recipe ``Algorithm`` -> hashlib name. The nucleus takes any Java MessageDigest name; the
+harness accepts only collision-resistant ones (MD5 and SHA-1 are refused)."""
+DEFAULT_DIGEST_ALGORITHM = "SHA-256"
 _SKIPIF_RE = re.compile(r"^!?(onpath|exists)\s+\S.*$", re.I)
 # registry[:port]/path[:tag][@sha256:digest] - loose, Docker's own grammar is larger
 _DOCKER_REF_RE = re.compile(
@@ -56,10 +63,28 @@ class Artifact:
     unarchive: str = "NONE"
     field: str = "Artifacts"
     """Where the recipe declares it, e.g. Manifests[0].Artifacts[1]."""
+    digest: str | None = None
+    """``Digest``: base64 of the file's hash, as the nucleus compares it (None: not given)."""
+    algorithm: str | None = None
+    """``Algorithm``, upper case (SHA-256, SHA-384, SHA-512)."""
 
     @property
     def basename(self) -> str:
         return self.target.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def pinned_image(self) -> bool:
+        """A ``docker:`` artifact named by its content digest (name@sha256:...)."""
+        return self.scheme == "docker" and "@sha256:" in self.target
+
+
+def file_digest(path: Path, algorithm: str = DEFAULT_DIGEST_ALGORITHM) -> str:
+    """The recipe ``Digest`` of a file: base64 of its hash (what the nucleus computes)."""
+    h = hashlib.new(DIGEST_ALGORITHMS[algorithm.upper()])
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return base64.b64encode(h.digest()).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -365,5 +390,42 @@ def _check_artifacts(c: _Checker, where: str, arts: Any) -> list[Artifact]:
                     v = get_ci(perm, k)
                     if v is not None and str(v).upper() not in ("NONE", "OWNER", "ALL"):
                         c.add(f"{w}.Permission.{k}", f"{v!r} must be NONE, OWNER or ALL")
-        out.append(Artifact(uri, scheme, target, unarchive.upper(), w))
+        digest, algorithm = _check_digest(c, w, art) if scheme != "docker" else (None, None)
+        out.append(Artifact(uri, scheme, target, unarchive.upper(), w, digest, algorithm))
     return out
+
+
+def _check_digest(c: _Checker, w: str, art: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """``Digest`` and ``Algorithm`` as given; their presence is the candidate's check (it has the file)."""
+    digest, algorithm = get_ci(art, "Digest"), get_ci(art, "Algorithm")
+    if digest is None and algorithm is None:
+        return None, None
+    algo: str | None = None
+    if algorithm is None:
+        c.add(f"{w}.Algorithm", f"required with Digest (e.g. {DEFAULT_DIGEST_ALGORITHM}); the nucleus "
+                                "refuses an artifact digest without its algorithm")
+    elif not isinstance(algorithm, str) or algorithm.upper() not in DIGEST_ALGORITHMS:
+        c.add(f"{w}.Algorithm", f"{algorithm!r} is not accepted: use {', '.join(DIGEST_ALGORITHMS)} "
+                                "(MD5 and SHA-1 do not protect an update against a forged artifact)")
+    else:
+        algo = algorithm.upper()
+    if digest is None:
+        c.add(f"{w}.Digest", "required with Algorithm: base64 of the artifact's hash")
+        return None, algo
+    if not isinstance(digest, str):
+        c.add(f"{w}.Digest", "must be text: base64 of the artifact's hash")
+        return None, algo
+    size = hashlib.new(DIGEST_ALGORITHMS[algo]).digest_size if algo else None
+    how = "base64 of the raw hash, e.g. `openssl dgst -sha256 -binary FILE | base64`"
+    if size is not None and re.fullmatch(f"[0-9a-fA-F]{{{2 * size}}}", digest):
+        c.add(f"{w}.Digest", f"is hex, not base64: the nucleus compares {how}")
+        return None, algo
+    try:
+        raw = base64.b64decode(digest, validate=True)
+    except (binascii.Error, ValueError):
+        c.add(f"{w}.Digest", f"{digest!r} is not base64: the nucleus compares {how}")
+        return None, algo
+    if size is not None and len(raw) != size:
+        c.add(f"{w}.Digest", f"is {len(raw)} bytes long, a {algo} digest has {size}")
+        return None, algo
+    return digest, algo

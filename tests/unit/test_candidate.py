@@ -14,6 +14,10 @@ from hil.errors import UserError
 CANDIDATES = Path(__file__).resolve().parents[2] / "candidates"
 WEB, APP, DB = (f"registry.lab:5000/hil/{n}:1.0" for n in ("web", "app", "db"))
 RECIPE = "recipes/com.hbs.hub.Container-1.0.0.yaml"
+COMPOSE = "artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml"
+COMPOSE_DIGEST = "O6IS1gxeTvh5nLuQ6KPsx9Ko+8nTmIy63swaQJJGHQA="
+"""base64 of the SHA-256 of candidates/good's compose file (as in its recipe)."""
+WEB_PINNED = "registry.lab:5000/hil/web@sha256:" + "a1" * 32
 
 
 def test_good_candidate_is_the_product_brief_example() -> None:
@@ -35,7 +39,9 @@ def test_bad_candidate_validates_locally() -> None:
     # its defect is at run time (Startup exits 1), not in the recipe
     c = load_candidate(CANDIDATES / "bad")
     assert c.components == {"com.hbs.hub.Broken": "1.0.0"}
-    assert "exit 1" in c.recipes[0].raw["Manifests"][0]["Lifecycle"]["Startup"]["Script"]
+    startup = c.recipes[0].raw["Manifests"][0]["Lifecycle"]["Startup"]["Script"]
+    assert startup == "sh {artifacts:path}/start.sh"
+    assert "exit 1" in (CANDIDATES / "bad/artifacts/com.hbs.hub.Broken/1.0.0/start.sh").read_text()
 
 
 def test_upgrade_candidate_is_a_newer_container() -> None:
@@ -139,13 +145,15 @@ def test_keys_are_case_insensitive_and_json_works(good: Path) -> None:
         "manifests": [{"platform": {"os": "linux"},
                        "lifecycle": {"startup": {"script": "docker-compose up -d",
                                                  "requiresprivilege": True}},
-                       "artifacts": [{"uri": "greengrass:docker-compose.yaml"},
-                                     {"Uri": "docker:registry.lab:5000/hil/web:1.0"}]}],
+                       "artifacts": [{"uri": "greengrass:docker-compose.yaml", "DIGEST": COMPOSE_DIGEST,
+                                      "algorithm": "sha-256"},
+                                     {"Uri": f"docker:{WEB_PINNED}"}]}],
     }
     (good / "recipes/com.hbs.hub.Container-1.0.0.json").write_text(json.dumps(recipe))
     c = load_candidate(good)
     assert c.components == {"com.hbs.hub.Container": "1.0.0"}
-    assert c.recipes[0].images == (WEB,)
+    assert c.recipes[0].images == (WEB_PINNED,)
+    assert c.recipes[0].artifacts[0].algorithm == "SHA-256"
 
 
 def test_bad_docker_reference(good: Path) -> None:
@@ -174,10 +182,10 @@ def test_internal_dependency_range_is_checked(good: Path) -> None:
 
 
 def test_compose_service_without_image(good: Path) -> None:
-    f = good / "artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml"
+    f = good / COMPOSE
     f.write_text("services:\n  web:\n    build: .\n")
     err = problems(good)
-    assert err.field == "services.web.image"
+    assert {p.field for p in err.problems} == {"services.web.image", "Manifests[0].Artifacts[0].Digest"}
 
 
 def test_missing_folder_and_empty_recipes(tmp_path: Path) -> None:
@@ -202,3 +210,70 @@ def test_image_archives_are_part_of_identity(good: Path) -> None:
     assert set(c.identity.image_archives) == {"web.tar"}
     (good / "images/notes.txt").write_text("x")
     assert "image archives" in str(problems(good))
+
+
+# -- OWASP I4: every artifact carries a digest, and it is the file's ---------------------------------
+
+def _digest_lines(good: Path, digest: str | None, algorithm: str | None = "SHA-256") -> None:
+    text = (good / RECIPE).read_text()
+    old = f"        Digest: {COMPOSE_DIGEST}\n        Algorithm: SHA-256\n"
+    assert old in text
+    new = (f"        Digest: {digest}\n" if digest is not None else "") + (
+        f"        Algorithm: {algorithm}\n" if algorithm is not None else "")
+    (good / RECIPE).write_text(text.replace(old, new))
+
+
+def test_shipped_candidates_carry_a_digest_for_every_artifact() -> None:
+    from hil.deploy.recipe import file_digest
+
+    for name in ("good", "upgrade", "bad"):
+        c = load_candidate(CANDIDATES / name)
+        arts = [(r, a) for r in c.recipes for a in r.artifacts]
+        assert arts, name
+        for r, a in arts:
+            assert a.algorithm == "SHA-256" and a.digest, (name, a)
+            assert a.digest == file_digest(CANDIDATES / name / "artifacts" / r.name / r.version / a.basename)
+
+
+def test_artifact_without_a_digest_is_refused_with_the_value_to_use(good: Path) -> None:
+    _digest_lines(good, None, None)
+    err = problems(good)
+    assert err.file == str(good / RECIPE) and err.field == "Manifests[0].Artifacts[0].Digest"
+    assert "required: every artifact carries a digest" in str(err)
+    assert f"Digest: '{COMPOSE_DIGEST}', Algorithm: SHA-256" in str(err)
+
+
+def test_one_tampered_byte_is_refused(good: Path) -> None:
+    f = good / COMPOSE
+    data = bytearray(f.read_bytes())
+    data[10] ^= 0x01
+    f.write_bytes(bytes(data))
+    err = problems(good)
+    assert err.field == "Manifests[0].Artifacts[0].Digest" and len(err.problems) == 1
+    assert f"does not match {COMPOSE}" in str(err)
+
+
+@pytest.mark.parametrize(("digest", "algorithm", "field", "words"), [
+    (COMPOSE_DIGEST, None, "Algorithm", "required with Digest"),
+    (COMPOSE_DIGEST, "MD5", "Algorithm", "'MD5' is not accepted"),
+    (COMPOSE_DIGEST, "SHA-1", "Algorithm", "'SHA-1' is not accepted"),
+    ("3ba212d60c5e4ef8799cbb90e8a3ecc7d2a8fbc9d3988cbadecc1a4092461d00", "SHA-256", "Digest",
+     "is hex, not base64"),
+    ("not*base64", "SHA-256", "Digest", "is not base64"),
+    (COMPOSE_DIGEST, "SHA-512", "Digest", "a SHA-512 digest has 64"),
+    (None, "SHA-256", "Digest", "required with Algorithm"),
+])
+def test_digest_and_algorithm_fields(good: Path, digest: str | None, algorithm: str | None, field: str,
+                                     words: str) -> None:
+    _digest_lines(good, digest, algorithm)
+    err = problems(good)
+    assert err.field == f"Manifests[0].Artifacts[0].{field}", str(err)
+    assert words in str(err)
+
+
+def test_image_artifact_must_be_pinned_by_digest(good: Path) -> None:
+    _edit(good, "    Artifacts:\n", "    Artifacts:\n      - URI: docker:registry.lab:5000/hil/web:1.0\n")
+    err = problems(good)
+    assert err.field == "Manifests[0].Artifacts[0].URI" and "pin the image by its digest" in str(err)
+    _edit(good, "docker:registry.lab:5000/hil/web:1.0", f"docker:{WEB_PINNED}")
+    assert load_candidate(good).images[0] == WEB_PINNED
