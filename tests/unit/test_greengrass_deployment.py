@@ -240,9 +240,9 @@ def test_broken_component_fails_with_evidence(clock: FakeClock) -> None:
                                     "deployment status"}
     assert "/greengrass/v2/logs/greengrass.log" in res.attachments["greengrass.log"]
     assert "BROKEN" in res.attachments["component list"]
-    # no --artifactDir: the bad candidate has no artifacts
+    # the bad candidate's Startup script is an artifact (with its digest)
     [create] = cli_calls(hub, "deployment", "create")
-    assert "--artifactDir" not in create
+    assert "--artifactDir" in create
 
 
 def test_run_component_crashing_after_success_fails_settle(clock: FakeClock) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from hil.deploy.candidate import Candidate, load_candidate
 from hil.deploy.deployment import Deployment
+from hil.deploy.recipe import file_digest
 from hil.drivers.base import CommandResult
 from hil.drivers.greengrass import ComponentState, DeploymentState, Greengrass
 from hil.errors import CommandTimeout, FailureClass
@@ -86,14 +87,15 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def hello(tmp: Path, version: str, run: str) -> Candidate:
+    art = tmp / f"artifacts/{HELLO}/{version}"
+    art.mkdir(parents=True, exist_ok=True)
+    (art / "hello.txt").write_text(version)
     (tmp / "recipes").mkdir(parents=True, exist_ok=True)
     (tmp / f"recipes/{HELLO}-{version}.yaml").write_text(
         f"RecipeFormatVersion: '2020-01-25'\nComponentName: {HELLO}\nComponentVersion: '{version}'\n"
         f"Manifests:\n  - Platform: {{os: linux}}\n    Lifecycle:\n      Run: {run}\n"
-        f"    Artifacts:\n      - URI: s3://bucket/hello.txt\n")
-    art = tmp / f"artifacts/{HELLO}/{version}"
-    art.mkdir(parents=True, exist_ok=True)
-    (art / "hello.txt").write_text(version)
+        f"    Artifacts:\n      - URI: s3://bucket/hello.txt\n"
+        f"        Digest: {file_digest(art / 'hello.txt')}\n        Algorithm: SHA-256\n")
     return load_candidate(tmp)
 
 
