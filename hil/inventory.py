@@ -187,9 +187,25 @@ class Device(_Record):
 
 class LeaseSettings(_Record):
     store: str | None = None
-    """None: file locks on this host. ``postgresql://...``: a shared store."""
+    """None: file locks on this host. ``postgresql://user@host/db``: a shared store."""
+    password: SecretRef | None = None
+    """The store's password, by reference (or libpq's PGPASSWORD / .pgpass); never in ``store``."""
     directory: Path | None = None
+    """File locks: default /var/lib/hil/leases/<lab>."""
     ttl: float = Field(default=60.0, gt=0)
+
+    @field_validator("store")
+    @classmethod
+    def _no_inline_password(cls, v: str | None) -> str | None:
+        if v is not None and urlparse(v).password is not None:
+            raise ValueError("the store URL carries a password: secrets are references, never values "
+                             "(drop it from the URL and set lease.password: ${HIL_LEASE_PASSWORD})")
+        return v
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _secret(cls, v: object) -> SecretRef | None:
+        return None if v is None else SecretRef.parse(v)
 
 
 class Selection(_Record):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from hil.errors import InfrastructureError, InventoryError
+from hil.errors import InfrastructureError, InventoryError, UserError
 
 if TYPE_CHECKING:
     from hil.inventory import Inventory
@@ -34,6 +34,11 @@ class LeaseTimeout(InfrastructureError):
 
 class LeaseLost(InfrastructureError):
     """This process no longer holds the lease (expired and taken over, or released by force)."""
+
+
+class LeaseStoreUnsafe(InfrastructureError):
+    """The lease folder or a lock file in it is not what the harness made (a symlink, a foreign
+    owner, a world-writable folder without the sticky bit): refused rather than written through."""
 
 
 def current_runner_id() -> str:
@@ -102,6 +107,20 @@ class Lease(Protocol):
         """True once this process knows another holder may have the device."""
         ...
 
+    @property
+    def lost_reason(self) -> str | None:
+        """Why ``lost`` turned True (None while the lease is ours)."""
+        ...
+
+    def raise_token_above(self, seen: int) -> int:
+        """Make our token higher than ``seen`` (a token a hub already holds) and return it.
+
+        Local counters can be lost (a cleaner empties the lease folder, a database is rebuilt),
+        but the hub remembers the highest token it saw: the first fence of a lease takes
+        max(our token, the hub's + 1). Raises LeaseLost when the lease is no longer ours, so a
+        stale holder can never use this to overrun the new one."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -146,8 +165,19 @@ def register_lease_store(scheme: str) -> Callable[[LeaseStoreFactory], LeaseStor
 
 
 def lease_store_url(inventory: Inventory, url: str | None = None) -> str | None:
-    """``url``, else $HIL_LEASE_STORE, else the inventory's ``lease.store`` (None: file locks)."""
-    return url or os.environ.get(STORE_URL_VAR) or inventory.lease.store
+    """``url``, else $HIL_LEASE_STORE, else the inventory's ``lease.store`` (None: file locks).
+
+    A URL carrying a password is refused (the inventory refuses one in ``lease.store`` itself):
+    the password comes by reference, ``lease.password``, or libpq's PGPASSWORD / .pgpass."""
+    for value, source in ((url, "the lease store URL given"), (os.environ.get(STORE_URL_VAR),
+                                                               f"${STORE_URL_VAR}")):
+        if value:
+            if urlparse(value).password is not None:
+                raise UserError(f"{source} ({redact_url(value)}) carries a password: secrets are "
+                                "references, never values (set lease.password in the inventory, or "
+                                "PGPASSWORD)", field="lease.store")
+            return value
+    return inventory.lease.store
 
 
 def make_lease_store(inventory: Inventory, url: str | None = None) -> LeaseStore:
@@ -174,9 +204,15 @@ def make_lease_store(inventory: Inventory, url: str | None = None) -> LeaseStore
     return factory(inventory, url)
 
 
+LEASE_DIRECTORY = Path("/var/lib/hil/leases")
+"""Default root of file leases: shared by every process of every user on this host, survives
+reboots, and (unlike /var/tmp) is not emptied by tmp cleaners. ``lease.directory`` overrides it."""
+MAX_TOKEN = 2**62
+"""A counter above this is treated as torn (a hub's shell arithmetic must never overflow)."""
+
+
 def default_lease_directory(lab: str) -> Path:
-    # Shared by every process of every user on this host, and survives reboots on purpose.
-    return Path("/var/tmp/hil-leases") / lab  # noqa: S108
+    return LEASE_DIRECTORY / lab
 
 
 def wait_deadline(timeout: float) -> float:

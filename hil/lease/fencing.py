@@ -1,17 +1,23 @@
 """Fencing tokens on the hub: a holder that lost its lease cannot deploy over a new one.
 
-A lease's ``fencing_token`` grows with every take of a device. Before a destructive
-step (a deployment, a restore) the holder calls ``write_fence(shell, token)``: the hub
+A lease's ``fencing_token`` grows with every take of a device. Before the first
+destructive step (a deployment, a restore) the holder calls ``fence_hub(shell, lease)``,
+which writes the token with ``write_fence(shell, token)``: the hub
 keeps the highest token it has seen in ``FENCE_PATH`` and refuses a lower one. Between
 destructive steps ``check_fence(shell, token)`` re-reads it. A holder whose lease
 expired while it was stalled (GC pause, network split) finds a higher token there and
 stops with ``LeaseLost`` instead of overwriting the new holder's work.
+
+Tokens never go backwards even when the local count is lost (a cleaner emptied the
+lease folder, a database was rebuilt): the hub remembers the highest token it saw, and
+``fence_hub`` takes max(our token, the hub's + 1) through ``Lease.raise_token_above``,
+which itself refuses when the lease is no longer ours.
 """
 
 from __future__ import annotations
 
 from hil.drivers.base import Shell
-from hil.lease import LeaseLost
+from hil.lease import Lease, LeaseLost
 from hil.steps import step
 
 FENCE_PATH = "/var/lib/hil/fence"
@@ -69,3 +75,15 @@ def check_fence(shell: Shell, token: int, *, path: str = FENCE_PATH, sudo: bool 
         theirs = read_fence(shell, path=path, sudo=sudo, timeout=timeout)
         if theirs > token:
             raise _stale(shell.device, token, theirs)
+
+
+def fence_hub(shell: Shell, lease: Lease, *, path: str = FENCE_PATH, sudo: bool = True,
+              timeout: float | None = None) -> int:
+    """The first destructive step of ``lease`` on this hub: put our token there (above any token the
+    hub has seen, so a lost local counter cannot make us refuse ourselves); returns the token."""
+    if lease.lost:
+        raise LeaseLost(f"{shell.device}: lease lost: {lease.lost_reason}")
+    seen = read_fence(shell, path=path, sudo=sudo, timeout=timeout)
+    token = lease.raise_token_above(seen) if seen >= lease.fencing_token else lease.fencing_token
+    write_fence(shell, token, path=path, sudo=sudo, timeout=timeout)
+    return token

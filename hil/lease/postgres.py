@@ -11,23 +11,30 @@ waits); a free device goes to the oldest live ticket that asks for it. Acquisiti
 one short transaction under a per-lab advisory lock, so takes never interleave.
 
 The database may restart under us: rows survive it, and every operation reconnects
-(the heartbeat keeps retrying until the server answers again).
+(the heartbeat keeps retrying until the server answers again). A holder that could not
+renew for a whole TTL counts its lease as lost (``lost``; destructive steps stop): its
+row may have expired and been taken by another runner meanwhile. The password comes by
+reference (``lease.password: ${ENV}``, or libpq's PGPASSWORD / .pgpass), never in the URL.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 
-from hil.errors import InfrastructureError
+from hil.errors import InfrastructureError, InventoryError
 from hil.lease import (
+    MAX_TOKEN,
     LeaseInfo,
+    LeaseLost,
     current_runner_id,
     redact_url,
     register_lease_store,
@@ -107,14 +114,21 @@ Conn = psycopg.Connection[dict[str, Any]]
 
 
 class PostgresLease:
-    """A held row. A heartbeat thread renews it; ``lost`` turns True if someone else has it."""
+    """A held row. A heartbeat thread renews it; ``lost`` turns True if someone else has it, or
+    once no renewal succeeded for a whole TTL (the row may have expired and been taken over)."""
 
-    def __init__(self, store: PostgresLeaseStore, info: LeaseInfo) -> None:
+    def __init__(self, store: PostgresLeaseStore, info: LeaseInfo, *, renewed_at: float) -> None:
         self.store = store
         self.device = info.device
         self.info = info
         self._lost = threading.Event()
         self._released = threading.Event()
+        self._token_lock = threading.Lock()
+        """Held around a renewal and a token change: a renewal must carry the token the row has."""
+        self._renewed_at = renewed_at
+        """time.monotonic() just BEFORE the last successful take/renewal was sent: the server's
+        expiry is later than this + ttl, so judging by it is on the safe side."""
+        self.lost_reason: str | None = None
         self.renewals = 0
         self._thread = threading.Thread(target=self._heartbeat, name=f"hil-lease-{self.device}",
                                         daemon=True)
@@ -126,35 +140,64 @@ class PostgresLease:
 
     @property
     def lost(self) -> bool:
+        if self._lost.is_set():
+            return True
+        if self._released.is_set():
+            return False
+        silent = time.monotonic() - self._renewed_at
+        if silent > self.store.ttl:  # even while the heartbeat thread hangs in a dead connection
+            self._mark_lost(f"no renewal for {silent:.1f}s, longer than the lease TTL "
+                            f"({self.store.ttl:g}s): another runner may hold it now")
         return self._lost.is_set()
 
     @property
     def held(self) -> bool:
-        return not self._released.is_set() and not self._lost.is_set()
+        return not self._released.is_set() and not self.lost
+
+    def _mark_lost(self, why: str) -> None:
+        if not self._lost.is_set():
+            self.lost_reason = why
+            log.error("%s: lease lost: %s", self.device, why)
+            self._lost.set()
+
+    def raise_token_above(self, seen: int) -> int:
+        with self._token_lock:
+            if self.lost:
+                raise LeaseLost(f"{self.device}: lease lost ({self.lost_reason})")
+            if seen < self.fencing_token:
+                return self.fencing_token
+            new = min(seen + 1, MAX_TOKEN)
+            if not self.store.set_token(self.device, self.fencing_token, new):
+                self._mark_lost("another holder took it or it was released by force")
+                raise LeaseLost(f"{self.device}: lease lost ({self.lost_reason})")
+            self.info = dataclasses.replace(self.info, fencing_token=new)
+            return new
 
     def _heartbeat(self) -> None:
         period = self.store.ttl / 3
         conn: Conn | None = None
         try:
             while not self._released.wait(period):
+                if self.lost:
+                    return
+                sent = time.monotonic()
                 try:
-                    if conn is None or conn.closed:
-                        conn = self.store.connect()
-                    still_ours = self.store.renew(conn, self.device, self.fencing_token)
+                    with self._token_lock:
+                        if conn is None or conn.closed:
+                            conn = self.store.connect()
+                        still_ours = self.store.renew(conn, self.device, self.fencing_token)
                 except psycopg.Error as exc:
-                    # server restarting or unreachable: keep trying; the row survives a restart
-                    log.warning("%s: lease renewal failed (%s); retrying", self.device,
-                                str(exc).strip().splitlines()[0] if str(exc) else type(exc).__name__)
+                    # server restarting or unreachable: retry until the TTL is used up (then `lost`)
+                    log.warning("%s: lease renewal failed (%s); retrying", self.device, _first_line(exc))
                     if conn is not None:
                         conn.close()
                     conn = None
                     self._released.wait(_RECONNECT_PAUSE)
                     continue
                 if not still_ours:
-                    log.error("%s: lease lost: another holder took it or it was released by force",
-                              self.device)
-                    self._lost.set()
+                    self._mark_lost("another holder took it or it was released by force")
                     return
+                self._renewed_at = sent
                 self.renewals += 1
         finally:
             if conn is not None:
@@ -164,9 +207,11 @@ class PostgresLease:
         """Idempotent; deletes the row only if it still carries our token."""
         if self._released.is_set():
             return
+        lost = self.lost
         self._released.set()
-        self._thread.join(timeout=CONNECT_TIMEOUT + 1)
-        if self._lost.is_set():
+        # a lost lease's heartbeat may hang in a dead connection: do not wait for it
+        self._thread.join(timeout=0.1 if lost else CONNECT_TIMEOUT + 1)
+        if lost:
             return
         try:
             self.store.delete(self.device, self.fencing_token)
@@ -188,18 +233,26 @@ class PostgresLease:
 class PostgresLeaseStore:
     """``LeaseStore`` over a PostgreSQL database (``postgresql://user@host/db``)."""
 
-    def __init__(self, url: str, *, lab: str, ttl: float) -> None:
+    def __init__(self, url: str, *, lab: str, ttl: float, password: str | None = None) -> None:
         self.url = url
         self.lab = lab
         self.ttl = float(ttl)
+        self._password = password
         self._conn: Conn | None = None
         self._lock = threading.Lock()
         self._schema_ready = False
 
     # -- connections -------------------------------------------------------------------
     def connect(self) -> Conn:
+        # A peer that vanishes (cable, firewall) must not hang a call for the kernel's ~15 min
+        # retransmission time: TCP keepalives find an idle dead link, tcp_user_timeout a busy one.
+        io_bound = max(1.0, min(self.ttl / 3, float(CONNECT_TIMEOUT)))
+        extra: dict[str, Any] = {} if self._password is None else {"password": self._password}
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                               application_name="hil-lease", row_factory=dict_row)
+                               application_name="hil-lease", row_factory=dict_row,
+                               keepalives=1, keepalives_idle=max(1, round(io_bound)),
+                               keepalives_interval=1, keepalives_count=3,
+                               tcp_user_timeout=int(io_bound * 1000), **extra)
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         if not self._schema_ready:
             with conn.transaction():
@@ -302,13 +355,14 @@ class PostgresLeaseStore:
                                  "secs => %s) WHERE ticket = %s", (self.ttl, ticket))
                 return conn.execute(_TAKE, params).fetchone()
 
+        sent = time.monotonic()
         row = self._with_conn("acquire", q)
         if row is None:
             return None
         return PostgresLease(self, LeaseInfo(
             device=row["device"], holder_host=info.holder_host, holder_pid=info.holder_pid,
             ci_job=info.ci_job, since=float(row["since"]), runner_id=info.runner_id,
-            fencing_token=int(row["fencing_token"]), expires=float(row["expires"])))
+            fencing_token=int(row["fencing_token"]), expires=float(row["expires"])), renewed_at=sent)
 
     def _enqueue(self, devices: list[str]) -> int:
         info = LeaseInfo(device=devices[0], runner_id=current_runner_id())
@@ -340,6 +394,22 @@ class PostgresLeaseStore:
             " WHERE lab = %s AND device = %s AND fencing_token = %s", (self.ttl, self.lab, device, token))
         return cur.rowcount == 1
 
+    def set_token(self, device: str, old: int, new: int) -> bool:
+        """Move our live row from token ``old`` to ``new`` (and the sequence past it, so later takes
+        stay higher); False when the row is gone, expired or carries another token."""
+        def q(conn: Conn) -> bool:
+            with conn.transaction():
+                cur = conn.execute(
+                    "UPDATE hil_lease SET fencing_token = %s WHERE lab = %s AND device = %s"
+                    " AND fencing_token = %s AND expires_at >= now()", (new, self.lab, device, old))
+                if cur.rowcount != 1:
+                    return False
+                conn.execute("SELECT setval('hil_lease_fence', greatest(%s, (SELECT last_value FROM"
+                             " hil_lease_fence)))", (new,))
+                return True
+
+        return self._with_conn("raise the fencing token", q)
+
     def delete(self, device: str, token: int) -> None:
         self._with_conn("release", lambda c: c.execute(
             "DELETE FROM hil_lease WHERE lab = %s AND device = %s AND fencing_token = %s",
@@ -361,4 +431,11 @@ def _first_line(exc: BaseException) -> str:
 @register_lease_store("postgres")
 def _postgres_store(inventory: Inventory, url: str | None) -> PostgresLeaseStore:
     assert url is not None  # the registry only calls us for postgresql:// URLs
-    return PostgresLeaseStore(url, lab=inventory.lab, ttl=inventory.lease.ttl)
+    secret = inventory.lease.password
+    password = None
+    if secret is not None:
+        try:
+            password = secret.resolve()
+        except InventoryError as exc:
+            raise InventoryError(exc.detail, file=str(inventory.path), field="lease.password") from None
+    return PostgresLeaseStore(url, lab=inventory.lab, ttl=inventory.lease.ttl, password=password)

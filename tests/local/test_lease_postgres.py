@@ -18,20 +18,22 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from hil.drivers.base import CommandResult
-from hil.errors import InfrastructureError
+from hil.errors import InfrastructureError, UserError
 from hil.exitcodes import ExitCode
 from hil.inventory import load_inventory
 from hil.lease import LeaseLost, LeaseTimeout, make_lease_store
-from hil.lease.fencing import check_fence, read_fence, write_fence
+from hil.lease.fencing import check_fence, fence_hub, read_fence, write_fence
 from hil.lease.postgres import PostgresLease, PostgresLeaseStore
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -454,7 +456,132 @@ def test_cli_lists_and_force_releases_and_logs_it(cluster: Cluster, lab: str, tm
 
 
 def test_cli_names_an_unreachable_store_in_one_line(lab: str, tmp_path: Path) -> None:
-    inv = _inventory(tmp_path, lab, f"postgresql://hil:pw1234@127.0.0.1:{_free_port()}/x")
-    res = _hil("lease", "list", "--devices", str(inv))
+    inv = _inventory(tmp_path, lab, f"postgresql://hil@127.0.0.1:{_free_port()}/x")
+    inv.write_text(inv.read_text().replace("  ttl: 5\n", "  ttl: 5\n  password: ${HIL_TEST_PG_PW}\n"))
+    res = _hil("lease", "list", "--devices", str(inv), env={"HIL_TEST_PG_PW": "pw1234"})
     assert res.returncode == ExitCode.INFRASTRUCTURE
     assert "did not answer" in res.stderr and "Traceback" not in res.stderr and "pw1234" not in res.stderr
+
+
+# -- a store that stops answering, tokens, secrets ---------------------------------------------
+
+class Blackhole:
+    """A TCP relay to the cluster that can stop forwarding without closing anything: the
+    runner's packets are accepted and never answered, like a network that silently drops."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        self.cut = threading.Event()
+        self._socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self._socks += [client, up]
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not self.cut.is_set():
+                    dst.sendall(data)
+
+    def close(self) -> None:
+        self.server.close()
+        for s in self._socks:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def test_holder_cut_off_from_the_store_stops_within_ttl_plus_one_heartbeat(
+        cluster: Cluster, lab: str, tmp_path: Path) -> None:
+    ttl = 3.0
+    relay = Blackhole(cluster.port)
+    shell, fence = LocalShell(), str(tmp_path / "fence")
+    try:
+        store = PostgresLeaseStore(f"postgresql://postgres@127.0.0.1:{relay.port}/postgres", lab=lab, ttl=ttl)
+        lease = store.acquire("hub-01", timeout=5)
+        fence_hub(shell, lease, path=fence, sudo=False)
+        _wait_for("a first renewal", lambda: lease.renewals >= 1)
+        relay.cut.set()  # the runner's network to the database goes dark
+        cut = time.monotonic()
+        while not lease.lost:
+            assert time.monotonic() - cut < 3 * ttl, "the holder never noticed"
+            time.sleep(0.02)
+        stopped = time.monotonic() - cut
+        with pytest.raises(LeaseLost, match="longer than the lease TTL"):
+            fence_hub(shell, lease, path=fence, sudo=False)  # destructive steps stop
+        print(f"\nstore cut off: holder stopped after {stopped:.2f}s (ttl {ttl:g}s, "
+              f"heartbeat every {ttl / 3:g}s)")
+        assert stopped <= ttl + ttl / 3
+        # meanwhile another runner, which still reaches the database, gets the hub after the TTL
+        other = _store(cluster, lab, ttl=ttl).acquire("hub-01", timeout=3 * ttl)
+        assert fence_hub(shell, other, path=fence, sudo=False) > lease.fencing_token
+        t0 = time.monotonic()
+        lease.release()  # does not hang on the dead connection
+        assert time.monotonic() - t0 < 1.0
+        other.release()
+    finally:
+        relay.close()
+
+
+def test_lost_counter_is_raised_above_the_hubs_token(cluster: Cluster, lab: str, tmp_path: Path) -> None:
+    """The database was rebuilt (the sequence restarted) but the hub remembers a higher token."""
+    shell, fence = LocalShell(), str(tmp_path / "fence")
+    store = _store(cluster, lab)
+    write_fence(shell, 10**9, path=fence, sudo=False)  # from before the rebuild
+    lease = store.acquire("hub-01", timeout=5)
+    assert lease.fencing_token < 10**9
+    assert fence_hub(shell, lease, path=fence, sudo=False) == 10**9 + 1
+    assert store.holders()["hub-01"].fencing_token == 10**9 + 1
+    _wait_for("a renewal with the new token", lambda: lease.renewals >= 1, 60)
+    assert not lease.lost
+    lease.release()
+    nxt = store.acquire("hub-01", timeout=5)
+    assert nxt.fencing_token > 10**9 + 1  # the sequence moved past it too
+    nxt.release()
+
+
+def test_inline_password_in_lease_store_is_refused_naming_file_and_field(lab: str, tmp_path: Path) -> None:
+    inv = _inventory(tmp_path, lab, "postgresql://hil:pw1234@127.0.0.1:5432/x")
+    res = _hil("lease", "list", "--devices", str(inv))
+    assert res.returncode == ExitCode.BAD_INPUT, res.stderr
+    assert f"file {inv}" in res.stderr and "field lease.store" in res.stderr
+    assert "pw1234" not in res.stderr and "Traceback" not in res.stderr
+    with pytest.raises(UserError, match=r"HIL_LEASE_STORE.*carries a password"):
+        os.environ["HIL_LEASE_STORE"] = "postgresql://hil:pw1234@127.0.0.1:5432/x"
+        try:
+            make_lease_store(load_inventory(_inventory(tmp_path, lab)))
+        finally:
+            del os.environ["HIL_LEASE_STORE"]
+
+
+def test_password_by_reference_reaches_the_server(cluster: Cluster, lab: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS hil_pw")
+        conn.execute("CREATE ROLE hil_pw LOGIN SUPERUSER PASSWORD 'Zq9'")
+    hba = cluster.data / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text("host all hil_pw 127.0.0.1/32 scram-sha-256\n" + original)
+    cluster.pg_ctl("reload")
+    try:
+        inv = _inventory(tmp_path, lab, f"postgresql://hil_pw@127.0.0.1:{cluster.port}/postgres")
+        inv.write_text(inv.read_text().replace("  ttl: 5\n", "  ttl: 5\n  password: ${HIL_TEST_PG_PW}\n"))
+        monkeypatch.setenv("HIL_TEST_PG_PW", "Zq9")
+        store = make_lease_store(load_inventory(inv))
+        store.acquire("hub-01", timeout=5).release()
+        monkeypatch.setenv("HIL_TEST_PG_PW", "wrong")
+        with pytest.raises(InfrastructureError, match="did not answer"):
+            make_lease_store(load_inventory(inv)).try_acquire("hub-01")
+    finally:
+        hba.write_text(original)
+        cluster.pg_ctl("reload")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import time
 from collections.abc import Sequence
@@ -10,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hil.drivers.base import CommandResult
-from hil.lease import LeaseLost
-from hil.lease.fencing import check_fence, read_fence, write_fence
+from hil.lease import LeaseLost, LeaseStoreUnsafe, default_lease_directory
+from hil.lease.fencing import check_fence, fence_hub, read_fence, write_fence
 from hil.lease.filelock import FileLeaseStore
 
 
@@ -41,7 +43,7 @@ def test_file_store_tokens_grow_with_every_take(tmp_path: Path) -> None:
 def test_torn_counter_never_goes_backwards(tmp_path: Path) -> None:
     store = FileLeaseStore(tmp_path)
     store.acquire("hub-01", timeout=1).release()
-    (tmp_path / "hub-01.fence").write_text("garbage")
+    (tmp_path / "hub-01.lock").write_text("garbage")
     assert store.acquire("hub-01", timeout=1).fencing_token > 1
 
 
@@ -74,3 +76,101 @@ def test_fence_refuses_an_older_token(tmp_path: Path) -> None:
     with pytest.raises(LeaseLost):
         write_fence(shell, 6, path=fence, sudo=False)
     assert read_fence(shell, path=fence, sudo=False) == 7
+
+
+# -- hostile lease folders and lost counters ------------------------------------------------------
+
+def test_planted_symlink_lock_file_is_refused_and_its_target_untouched(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    leases = tmp_path / "leases"
+    store = FileLeaseStore(leases)
+    (leases / "hub-01.lock").symlink_to(victim)
+    with pytest.raises(LeaseStoreUnsafe, match=r"hub-01.lock is a symbolic link"):
+        store.try_acquire("hub-01")
+    with pytest.raises(LeaseStoreUnsafe):
+        store.acquire("hub-01", timeout=0.2)
+    assert victim.read_text() == "precious\n"
+    assert store.holders() == {}  # listing does not follow it either
+
+
+def test_hard_linked_lock_file_is_refused(tmp_path: Path) -> None:
+    store = FileLeaseStore(tmp_path / "leases")
+    other = tmp_path / "leases" / "elsewhere"
+    other.write_text("keep")
+    os.link(other, tmp_path / "leases" / "hub-01.lock")
+    with pytest.raises(LeaseStoreUnsafe, match="hard links"):
+        store.try_acquire("hub-01")
+    assert other.read_text() == "keep"
+
+
+def test_symlinked_or_foreign_or_open_folders_are_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(LeaseStoreUnsafe, match="symbolic link"):
+        FileLeaseStore(tmp_path / "link")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)  # noqa: S103  (the hostile folder under test)
+    with pytest.raises(LeaseStoreUnsafe, match="sticky"):
+        FileLeaseStore(open_dir)
+    if os.geteuid() == 0:
+        foreign = tmp_path / "foreign"
+        foreign.mkdir()
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(LeaseStoreUnsafe, match="belongs to uid 65534"):
+            FileLeaseStore(foreign)
+
+
+def test_modes_are_explicit_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        store = FileLeaseStore(tmp_path / "a" / "leases" / "lab")
+        store.acquire("hub-01", timeout=1).release()
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "a") == 0o755
+    assert mode(tmp_path / "a" / "leases") == 0o1777
+    assert mode(tmp_path / "a" / "leases" / "lab") == 0o1777
+    assert mode(tmp_path / "a" / "leases" / "lab" / "hub-01.lock") == 0o666
+
+
+def test_default_folder_is_under_var_lib(tmp_path: Path) -> None:
+    assert default_lease_directory("my-lab") == Path("/var/lib/hil/leases/my-lab")
+
+
+def test_deleted_counter_never_makes_the_holder_refuse_itself(tmp_path: Path) -> None:
+    """A cleaner deletes the lease files: the count restarts at 1, but the hub remembers 5."""
+    shell, fence = LocalShell(), str(tmp_path / "hub" / "fence")
+    store = FileLeaseStore(tmp_path / "leases")
+    for _ in range(5):
+        lease = store.acquire("hub-01", timeout=1)
+        fence_hub(shell, lease, path=fence, sudo=False)
+        lease.release()
+    assert read_fence(shell, path=fence, sudo=False) == 5
+    for p in (tmp_path / "leases").iterdir():
+        p.unlink()  # the cleaner
+    lease = store.acquire("hub-01", timeout=1)
+    assert lease.fencing_token == 1
+    assert fence_hub(shell, lease, path=fence, sudo=False) == 6  # max(local, hub) + 1, no LeaseLost
+    assert lease.fencing_token == 6 and store.holders()["hub-01"].fencing_token == 6
+    check_fence(shell, lease.fencing_token, path=fence, sudo=False)
+    lease.release()
+    assert store.acquire("hub-01", timeout=1).fencing_token == 7  # the count continues from there
+
+
+def test_a_stale_holder_cannot_raise_its_token_over_the_new_one(tmp_path: Path) -> None:
+    shell, fence = LocalShell(), str(tmp_path / "fence")
+    store = FileLeaseStore(tmp_path / "leases")
+    old = store.acquire("hub-01", timeout=1)
+    store.force_release("hub-01")
+    new = store.acquire("hub-01", timeout=1)
+    fence_hub(shell, new, path=fence, sudo=False)
+    with pytest.raises(LeaseLost):
+        fence_hub(shell, old, path=fence, sudo=False)
+    with pytest.raises(LeaseLost):
+        old.raise_token_above(100)
+    assert read_fence(shell, path=fence, sudo=False) == new.fencing_token
+    new.release()
