@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from hil.deploy.snapshot import FileTransfer
     from hil.drivers.base import Shell
     from hil.inventory import Device, Inventory
+    from hil.lease.fencing import Fence
 
 EXIT_OK, EXIT_FAILED, EXIT_INFRASTRUCTURE = ExitCode.OK, ExitCode.CHECK_FAILED, ExitCode.INFRASTRUCTURE
 
@@ -44,10 +45,12 @@ class HubBusy(InfrastructureError):
 
 
 @contextmanager
-def _connect(inv: Inventory, device: Device) -> Iterator[tuple[Shell, FileTransfer]]:
-    """The hub's lease, then its SSH connection (host key pinned by the inventory's known_hosts)."""
+def _connect(inv: Inventory, device: Device) -> Iterator[tuple[Shell, FileTransfer, Fence]]:
+    """The hub's lease, its SSH connection (host key pinned by the inventory's known_hosts) and
+    the lease's fence on the hub (called before every destructive step, like the fixtures do)."""
     from hil.drivers.ssh import SshConnection
     from hil.lease import make_lease_store
+    from hil.lease.fencing import Fence
 
     store = make_lease_store(inv)
     lease = store.try_acquire(device.name)
@@ -56,7 +59,7 @@ def _connect(inv: Inventory, device: Device) -> Iterator[tuple[Shell, FileTransf
         raise HubBusy(f"{device.name} is in use ({holder.describe() if holder else 'holder unknown'})")
     try:
         with SshConnection(device.name, device.ssh, inv.timeouts) as ssh:
-            yield ssh, ssh
+            yield ssh, ssh, Fence(ssh, lease, timeout=inv.timeouts.ssh_command)
     finally:
         lease.release()
 
@@ -157,11 +160,11 @@ def deploy(
         cand = load_candidate(candidate)
         inv, device = _load_device(devices, hub)
         console.print(f"candidate {cand.components} [dim]sha256 {cand.identity.digest[:16]}[/]")
-        with _connect(inv, device) as (shell, files):
+        with _connect(inv, device) as (shell, files, fence):
             gg = Greengrass(shell)
             with _Progress(console, hub) as phase:
                 d = Deployment(shell, files, cand, greengrass=gg, timeouts=inv.timeouts, on_phase=phase,
-                               stack=stack)
+                               stack=stack, fence=fence)
                 res = d.deploy()
             _print_result(console, res)
             if (folder := _save_attachments(res, evidence)) is not None:
@@ -189,24 +192,23 @@ def rollback(
     devices: DevicesOption = DEFAULT_DEVICES,
 ) -> None:
     """Restore the component set HUB had before `hil deploy --keep-deployed` (snapshot saved on the hub)."""
-    from hil.deploy.restore import restore_snapshot
-    from hil.deploy.snapshot import read_saved, saved_snapshot_path
+    from hil.deploy.restore import restore_saved
+    from hil.deploy.snapshot import saved_snapshot_path
     from hil.drivers.greengrass import Greengrass
 
     console = Console()
     with exit_codes():
         inv, device = _load_device(devices, hub)
-        with _connect(inv, device) as (shell, _files):
-            snap = read_saved(shell)
-            if snap is None:
-                console.print(f"{hub}: nothing to roll back (no {saved_snapshot_path()})")
-                raise typer.Exit(EXIT_OK)
-            console.print(f"{hub}: rolling back candidate {snap.candidate} of run {snap.run_id} "
-                          f"({snap.taken}) to {snap.components}")
-            with _Progress(console, hub) as phase:
-                r = restore_snapshot(shell, Greengrass(shell), snap, timeouts=inv.timeouts, on_phase=phase)
-            _print_restore(console, r)
-            raise typer.Exit(EXIT_OK if r.ok else EXIT_FAILED)
+        with _connect(inv, device) as (shell, _files, fence), _Progress(console, hub) as phase:
+            done = restore_saved(shell, Greengrass(shell), timeouts=inv.timeouts, fence=fence, on_phase=phase)
+        if done is None:
+            console.print(f"{hub}: nothing to roll back (no {saved_snapshot_path()})")
+            raise typer.Exit(EXIT_OK)
+        snap, r = done
+        console.print(f"{hub}: rolled back candidate {snap.candidate} of run {snap.run_id} "
+                      f"({snap.taken}) to {snap.components}")
+        _print_restore(console, r)
+        raise typer.Exit(EXIT_OK if r.ok else EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,10 +8,10 @@ restore deployment's --recipeDir / --artifactDir, so nothing leaves the hub.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from hil.deploy.snapshot import RUN_ID_RE, Snapshot, component_set, forget
+from hil.deploy.snapshot import RUN_ID_RE, Snapshot, component_set, forget, read_saved
 from hil.deploy.watch import Clock, Sleep, wait_for_terminal
 from hil.drivers.base import Shell
 from hil.drivers.greengrass import STABLE_STATES, DeploymentState, DeploymentStatus, FailurePolicy, Greengrass
@@ -115,6 +115,21 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
         result.duration = clock() - t0
         st.record(result.ok)
     return result
+
+
+def restore_saved(shell: Shell, gg: Greengrass, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
+                  skip_runs: Collection[str] = (), fence: Callable[[], None] | None = None,
+                  on_phase: Callable[[str], None] | None = None,
+                  title: str = "restore the saved snapshot") -> tuple[Snapshot, RestoreResult] | None:
+    """Restore the snapshot a kept or interrupted deployment left saved on the hub (None: there is
+    none, or it belongs to one of ``skip_runs``). ``fence`` runs before anything is changed."""
+    snap = read_saved(shell)
+    if snap is None or snap.run_id in skip_runs:
+        return None
+    with step(title, device=shell.device, run_id=snap.run_id) as st:
+        if fence is not None:
+            fence()
+        return snap, st.record(restore_snapshot(shell, gg, snap, timeouts=timeouts, on_phase=on_phase))
 
 
 def _stage_previous_versions(shell: Shell, gg: Greengrass, snap: Snapshot,

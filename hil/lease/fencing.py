@@ -16,7 +16,9 @@ which itself refuses when the lease is no longer ours.
 
 from __future__ import annotations
 
-from hil.drivers.base import Shell
+from collections.abc import Callable
+
+from hil.drivers.base import PowerOutlet, Shell
 from hil.lease import Lease, LeaseLost
 from hil.steps import step
 
@@ -87,3 +89,49 @@ def fence_hub(shell: Shell, lease: Lease, *, path: str = FENCE_PATH, sudo: bool 
     token = lease.raise_token_above(seen) if seen >= lease.fencing_token else lease.fencing_token
     write_fence(shell, token, path=path, sudo=sudo, timeout=timeout)
     return token
+
+
+def require_held(lease: Lease, device: str, what: str) -> None:
+    """LeaseLost unless ``lease`` is still ours (the guard of actions that cannot ask the hub)."""
+    if lease.lost:
+        raise LeaseLost(f"{device}: lease lost: {lease.lost_reason}; not {what}")
+
+
+class Fence:
+    """The fencing of one lease on one hub, put in place by the constructor (``fence_hub``);
+    calling it is the re-check before each destructive step (LeaseLost when the lease was lost
+    or the hub saw a newer token)."""
+
+    def __init__(self, shell: Shell, lease: Lease, *, timeout: float | None = None) -> None:
+        self.shell = shell
+        self.lease = lease
+        self.timeout = timeout
+        self.token = fence_hub(shell, lease, timeout=timeout)
+
+    def __call__(self) -> None:
+        require_held(self.lease, self.shell.device, "touching the hub")
+        check_fence(self.shell, self.token, timeout=self.timeout)
+
+
+class FencedOutlet:
+    """A ``PowerOutlet`` that switches only while ``guard`` passes (a lost lease must not power a
+    hub off under its new holder); reading the state is never fenced."""
+
+    def __init__(self, outlet: PowerOutlet, guard: Callable[[], None]) -> None:
+        self.outlet = outlet
+        self.guard = guard
+
+    def on(self) -> None:
+        self.guard()
+        self.outlet.on()
+
+    def off(self) -> None:
+        self.guard()
+        self.outlet.off()
+
+    def cycle(self, off_time: float = 2.0) -> None:
+        self.guard()
+        self.outlet.cycle(off_time)
+
+    def status(self) -> bool:
+        return self.outlet.status()

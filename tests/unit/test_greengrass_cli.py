@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,8 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
     hub = FakeHub(FakeClock())
 
     @contextlib.contextmanager
-    def connect(inv: object, device: object) -> Iterator[tuple[FakeHub, FakeHub]]:
-        yield hub, hub
+    def connect(inv: object, device: object) -> Iterator[tuple[FakeHub, FakeHub, Callable[[], None]]]:
+        yield hub, hub, lambda: None  # no lease, no fence: a unit test of the command's flow
 
     monkeypatch.setattr(deploy_cmd, "_connect", connect)
     return hub

@@ -13,7 +13,7 @@ import pytest
 
 from hil.drivers.base import CommandResult
 from hil.lease import LeaseLost, LeaseStoreUnsafe, default_lease_directory
-from hil.lease.fencing import check_fence, fence_hub, read_fence, write_fence
+from hil.lease.fencing import FencedOutlet, check_fence, fence_hub, read_fence, require_held, write_fence
 from hil.lease.filelock import FileLeaseStore
 
 
@@ -174,3 +174,37 @@ def test_a_stale_holder_cannot_raise_its_token_over_the_new_one(tmp_path: Path) 
         old.raise_token_above(100)
     assert read_fence(shell, path=fence, sudo=False) == new.fencing_token
     new.release()
+
+
+class _Outlet:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.is_on = True
+
+    def on(self) -> None:
+        self.calls.append("on")
+
+    def off(self) -> None:
+        self.calls.append("off")
+
+    def cycle(self, off_time: float = 2.0) -> None:
+        self.calls.append("cycle")
+
+    def status(self) -> bool:
+        return self.is_on
+
+
+def test_power_is_fenced_by_the_lease(tmp_path: Path) -> None:
+    store = FileLeaseStore(tmp_path / "leases")
+    lease = store.acquire("hub-01", timeout=1)
+    outlet = _Outlet()
+    fenced = FencedOutlet(outlet, lambda: require_held(lease, "hub-01", "switching its power"))
+    fenced.off()
+    fenced.on()
+    store.force_release("hub-01")  # the lease is someone else's now
+    for action in (fenced.off, fenced.on, fenced.cycle):
+        with pytest.raises(LeaseLost, match="not switching its power"):
+            action()
+    assert fenced.status() is True  # reading is harmless
+    assert outlet.calls == ["off", "on"]
+    lease.release()
