@@ -25,18 +25,19 @@ class HilError(Exception):
 
 
 class UserError(HilError):
-    """Bad input a person can fix. ``where`` names file, device and field."""
+    """Bad input a person can fix. ``where`` names file, line, device and field."""
 
     def __init__(self, message: str, *, file: str | None = None, device: str | None = None,
-                 field: str | None = None) -> None:
+                 field: str | None = None, line: int | None = None) -> None:
         self.file = file
+        self.line = line
         self.device = device
         self.field = field
         self.detail = message
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = [f"{k} {v}" for k, v in (("file", self.file), ("device", self.device),
+        where = [f"{k} {v}" for k, v in (("file", self.file), ("line", self.line), ("device", self.device),
                                           ("field", self.field)) if v]
         prefix = ", ".join(where)
         return f"{prefix}: {self.detail}" if prefix else self.detail
@@ -44,6 +45,27 @@ class UserError(HilError):
 
 class InventoryError(UserError):
     """devices.yaml is malformed or refers to something missing."""
+
+
+class InventoryProblems(InventoryError):
+    """Several things wrong with one inventory, reported together (one line each).
+
+    ``file``/``line``/``device``/``field`` are the first problem's, for callers that show one.
+    """
+
+    SHOWN = 40
+
+    def __init__(self, problems: list[InventoryError]) -> None:
+        self.problems = problems
+        first = problems[0]
+        self.file, self.line, self.device, self.field = first.file, first.line, first.device, first.field
+        self.detail = first.detail
+        head = f"file {first.file}: " if first.file else ""
+        shown = problems[:self.SHOWN]
+        lines = [f"{head}{len(problems)} problems in the inventory:"] + [f"  {p}" for p in shown]
+        if len(problems) > len(shown):
+            lines.append(f"  ... and {len(problems) - len(shown)} more")
+        HilError.__init__(self, "\n".join(lines))
 
 
 class InfrastructureError(HilError):

@@ -22,12 +22,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from hil.errors import InventoryError
+from hil.errors import InventoryError, InventoryProblems
 from hil.timeouts import Timeouts
 
 _SECRET_RE = re.compile(r"^\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^}]+))\}$")
@@ -78,7 +79,7 @@ class SecretRef(BaseModel):
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class SshEndpoint(_Record):
@@ -126,7 +127,7 @@ class ConsoleSpec(_Record):
 class PowerSpec(BaseModel):
     """``driver`` picks a class from the power-driver registry; the rest are its parameters."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
 
     driver: str = Field(min_length=1)
 
@@ -223,6 +224,8 @@ class Inventory(BaseModel):
     timeouts: Timeouts = Field(default_factory=Timeouts)
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
     selection: Selection = Field(default_factory=Selection)
+    _marks: Any = PrivateAttr(default=None)
+    """The file's LineMarks (set by load_inventory): lines for problems found after loading."""
 
     @model_validator(mode="after")
     def _unique_endpoints(self) -> Inventory:
@@ -253,15 +256,91 @@ class Inventory(BaseModel):
         return [d for d in self.devices.values() if not excluded.intersection(d.tags)]
 
     def check_files(self, devices: Iterable[Device] | None = None) -> None:
-        """Local checks that need no device: key files, known_hosts entries, secret refs."""
+        """Local checks that need no device: key files, known_hosts entries, secret refs.
+
+        Every problem of every device is reported together (InventoryProblems when several).
+        """
+        problems = _Problems(str(self.path), self._marks or LineMarks({}))
         for dev in devices if devices is not None else self.devices.values():
-            _check_device_files(self.path, dev)
+            for field, message in _device_file_problems(dev):
+                problems.add_device(dev.name, tuple(field.split(".")), message)
+        problems.raise_if_any()
 
 
 # -- loading ----------------------------------------------------------------------
 
 _PATH_FIELDS = {"key_file", "known_hosts", "ca_file", "cert_file", "expired_cert_file",
                 "expired_key_file", "foreign_cert_file", "foreign_key_file", "directory"}
+TOP_LEVEL_KEYS = ("lab", "defaults", "devices", "timeouts", "lease", "selection")
+
+Loc = tuple[str | int, ...]
+"""Where a value sits in the file: ("devices", "hub-01", "ssh", "port")."""
+
+
+class LineMarks:
+    """The 1-based line of every mapping key and list item of a YAML file, by location."""
+
+    def __init__(self, lines: dict[Loc, int]) -> None:
+        self.lines = lines
+
+    @classmethod
+    def of(cls, node: yaml.Node | None) -> LineMarks:
+        out: dict[Loc, int] = {}
+
+        def walk(n: yaml.Node, loc: Loc) -> None:
+            if isinstance(n, yaml.MappingNode):
+                for k, v in n.value:
+                    here = (*loc, str(k.value))
+                    out.setdefault(here, k.start_mark.line + 1)
+                    walk(v, here)
+            elif isinstance(n, yaml.SequenceNode):
+                for i, item in enumerate(n.value):
+                    out.setdefault((*loc, i), item.start_mark.line + 1)
+                    walk(item, (*loc, i))
+
+        if node is not None:
+            walk(node, ())
+        return cls(out)
+
+    def find(self, *candidates: Loc) -> int | None:
+        """The line of the first candidate found, each tried from its full length down."""
+        for loc in candidates:
+            for n in range(len(loc), 0, -1):
+                if loc[:n] in self.lines:
+                    return self.lines[loc[:n]]
+        return None
+
+    def of_device_field(self, device: str, field: Loc) -> int | None:
+        """A device's field: in its own entry, else in ``defaults`` (merged in), else the entry."""
+        own, default = ("devices", device, *field), ("defaults", *field)
+        return self.lines.get(own) or self.lines.get(default) or self.find(own)
+
+
+class _Problems:
+    """Collects every problem of one file, so that all are reported at once."""
+
+    def __init__(self, fname: str, marks: LineMarks) -> None:
+        self.fname = fname
+        self.marks = marks
+        self.items: list[InventoryError] = []
+
+    def add(self, message: str, *, loc: Loc = (), device: str | None = None,
+            field: str | None = None, line: int | None = None) -> None:
+        if line is None and loc:
+            line = self.marks.find(loc)
+        self.items.append(InventoryError(message, file=self.fname, line=line, device=device, field=field))
+
+    def add_device(self, device: str, field: Loc, message: str) -> None:
+        self.add(message, device=device, field=_loc(field) if field else None,
+                 line=self.marks.of_device_field(device, field) if field else self.marks.find(
+                     ("devices", device)))
+
+    def raise_if_any(self) -> None:
+        self.items.sort(key=lambda e: e.line or 0)  # in file order; those without a line first
+        if len(self.items) == 1:
+            raise self.items[0]
+        if self.items:
+            raise InventoryProblems(self.items)
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,30 +353,24 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def _resolve_paths(node: Any, root: Path) -> Any:
+def _resolve_paths(node: Any, root: Path, loc: Loc, bad: list[Loc]) -> Any:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for k, v in node.items():
             if k in _PATH_FIELDS and isinstance(v, str):
                 if "\0" in v:  # Path.resolve would raise ValueError
-                    raise InventoryError("a path must not contain a NUL character", field=k)
-                out[k] = str((root / os.path.expanduser(v)).resolve()) if v else v
+                    bad.append((*loc, k))
+                    out[k] = ""
+                else:
+                    out[k] = str((root / os.path.expanduser(v)).resolve()) if v else v
             elif k == "password" and isinstance(v, str):
                 out[k] = _resolve_secret_file(v, root)
             else:
-                out[k] = _resolve_paths(v, root)
+                out[k] = _resolve_paths(v, root, (*loc, k), bad)
         return out
     if isinstance(node, list):
-        return [_resolve_paths(v, root) for v in node]
+        return [_resolve_paths(v, root, (*loc, i), bad) for i, v in enumerate(node)]
     return node
-
-
-def _resolve_paths_in(node: Any, root: Path, fname: str, device: str | None, prefix: str) -> Any:
-    try:
-        return _resolve_paths(node, root)
-    except InventoryError as exc:
-        raise InventoryError(exc.detail, file=fname, device=device,
-                             field=f"{prefix}{exc.field}" if exc.field else None) from None
 
 
 def _resolve_secret_file(raw: str, root: Path) -> str:
@@ -307,12 +380,59 @@ def _resolve_secret_file(raw: str, root: Path) -> str:
     return raw
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def _loc(loc: Loc) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def _message(err: Any) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown field (typo?)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+class _InventoryLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 (PyYAML's default) also reads on/off/yes/no
+    as booleans, which turned the command power driver's documented ``on:``/``off:`` keys into
+    True/False."""
+
+
+_InventoryLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_InventoryLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _parse_yaml(raw_bytes: bytes, fname: str) -> tuple[Any, LineMarks]:
+    try:
+        text = raw_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InventoryError("inventory is not UTF-8 text", file=fname) from None
+    loader: _InventoryLoader | None = None
+    try:
+        loader = _InventoryLoader(text)  # its reader already rejects unprintable characters
+        node = loader.get_single_node()
+        doc = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise InventoryError("nesting is too deep to be an inventory", file=fname) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InventoryError(f"not valid YAML{where}: {problem}", file=fname,
+                             line=mark.line + 1 if mark else None) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return doc, LineMarks.of(node)
+
+
 def load_inventory(path: str | os.PathLike[str]) -> Inventory:
-    """Parse and validate ``path``; raise ``InventoryError`` naming file/device/field."""
+    """Parse and validate ``path``; raise ``InventoryError`` (``InventoryProblems`` when there is
+    more than one) naming file, line, device and field of every problem found."""
     p = Path(path)
     fname = str(p)
     try:
@@ -321,33 +441,26 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         raise InventoryError("inventory file not found", file=fname) from None
     except OSError as exc:
         raise InventoryError(f"cannot read inventory: {exc.strerror}", file=fname) from None
-    try:
-        doc = yaml.safe_load(raw_bytes.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InventoryError("inventory is not UTF-8 text", file=fname) from None
-    except RecursionError:
-        raise InventoryError("nesting is too deep to be an inventory", file=fname) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InventoryError(f"not valid YAML{where}: {problem}", file=fname) from None
+    doc, marks = _parse_yaml(raw_bytes, fname)
     if not isinstance(doc, dict):
         raise InventoryError("top level must be a mapping with a 'devices:' section", file=fname)
-    allowed_top = {"lab", "defaults", "devices", "timeouts", "lease", "selection"}
-    extra = sorted(str(k) for k in doc if k not in allowed_top)
-    if extra:
-        raise InventoryError(f"unknown top-level key(s) {extra}; allowed: {sorted(allowed_top)}",
-                             file=fname, field=extra[0])
+    problems = _Problems(fname, marks)
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            problems.add(f"unknown top-level key {key!r}; allowed: {list(TOP_LEVEL_KEYS)}",
+                         loc=(str(key),), field=str(key))
     devices_raw = doc.get("devices")
     if not isinstance(devices_raw, dict) or not devices_raw:
-        raise InventoryError("'devices' must be a non-empty mapping of device name -> settings",
-                             file=fname, field="devices")
+        problems.add("'devices' must be a non-empty mapping of device name -> settings",
+                     loc=("devices",), field="devices")
+        devices_raw = {}
     defaults = doc.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise InventoryError("'defaults' must be a mapping", file=fname, field="defaults")
+        problems.add("'defaults' must be a mapping", loc=("defaults",), field="defaults")
+        defaults = {}
     root = p.resolve().parent
-    defaults = _resolve_paths_in(defaults, root, fname, None, "defaults.")
+    bad_paths: list[Loc] = []
+    defaults = _resolve_paths(defaults, root, ("defaults",), bad_paths)
 
     devices: dict[str, Device] = {}
     for name, body in devices_raw.items():
@@ -355,68 +468,85 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
         if body is None:
             body = {}
         if not isinstance(body, dict):
-            raise InventoryError("device settings must be a mapping", file=fname, device=dname)
-        merged = _deep_merge(defaults, _resolve_paths_in(body, root, fname, dname, ""))
+            problems.add_device(dname, (), "device settings must be a mapping")
+            continue
+        merged = _deep_merge(defaults, _resolve_paths(body, root, ("devices", dname), bad_paths))
         merged["name"] = dname
+        _check_power(dname, merged.get("power"), problems)
         try:
-            devices[dname] = Device.model_validate(merged)
+            dev = Device.model_validate(merged)
         except ValidationError as exc:
-            raise _from_validation(exc, fname, dname) from None
-        dev = devices[dname]
-        for other in devices.values():
-            if other is not dev and (other.ssh.host, other.ssh.port) == (dev.ssh.host, dev.ssh.port):
-                raise InventoryError(
-                    f"ssh endpoint {dev.ssh.host}:{dev.ssh.port} is also used by {other.name}",
-                    file=fname, device=dname, field="ssh.host")
+            for err in exc.errors():
+                if err["loc"][:1] != ("power",):  # _check_power has said it
+                    problems.add_device(dname, tuple(err["loc"]), _message(err))
+            continue
+        twin = next((o for o in devices.values() if (o.ssh.host, o.ssh.port) == (dev.ssh.host, dev.ssh.port)),
+                    None)
+        if twin is not None:
+            problems.add_device(dname, ("ssh", "host"),
+                                f"ssh endpoint {dev.ssh.host}:{dev.ssh.port} is also used by {twin.name}")
+            continue
+        devices[dname] = dev
+    for loc in bad_paths:
+        device = str(loc[1]) if loc[0] == "devices" else None
+        field = loc[2:] if device else loc
+        problems.add("a path must not contain a NUL character", loc=loc, device=device, field=_loc(field))
 
     rest = {k: doc[k] for k in ("timeouts", "lease", "selection") if doc.get(k) is not None}
-    rest = _resolve_paths_in(rest, root, fname, None, "")
+    rest = _resolve_paths(rest, root, (), bad_paths)
+    inventory: Inventory | None = None
     try:
-        return Inventory(path=p.resolve(), sha256=hashlib.sha256(raw_bytes).hexdigest(),
-                         lab=str(doc.get("lab") or "lab"), devices=devices, **rest)
+        inventory = Inventory(path=p.resolve(), sha256=hashlib.sha256(raw_bytes).hexdigest(),
+                              lab=str(doc.get("lab") or "lab"), devices=devices, **rest)
     except ValidationError as exc:
-        raise _from_validation(exc, fname, None) from None
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.add(_message(err), loc=loc, field=_loc(loc))
+    problems.raise_if_any()
+    assert inventory is not None
+    inventory._marks = marks
+    return inventory
 
 
-def _from_validation(exc: ValidationError, fname: str, device: str | None) -> InventoryError:
-    errors = exc.errors()
-    first = errors[0]
-    loc = tuple(first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field (typo?)"
-    elif first["type"] == "missing":
-        msg = "required field is missing"
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return InventoryError(msg + more, file=fname, device=device, field=_loc(loc))
+def _check_power(device: str, raw: object, problems: _Problems) -> None:
+    """Power driver name and parameters, checked against the driver registry at load time."""
+    if raw is None:
+        return
+    try:
+        spec = PowerSpec.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            problems.add_device(device, ("power", *err["loc"]), _message(err))
+        return
+    from hil.drivers.power import power_problems  # the registry imports this module
+
+    for field, message in power_problems(spec):
+        problems.add_device(device, ("power", *field), message)
 
 
-def _check_device_files(inv_path: Path, dev: Device) -> None:
-    fname = str(inv_path)
+def _device_file_problems(dev: Device) -> list[tuple[str, str]]:
+    """(field, message) for every local file or secret of ``dev`` that is missing."""
+    out: list[tuple[str, str]] = []
     if not dev.ssh.key_file.is_file():
-        raise InventoryError(f"SSH key file {dev.ssh.key_file} does not exist",
-                             file=fname, device=dev.name, field="ssh.key_file")
+        out.append(("ssh.key_file", f"SSH key file {dev.ssh.key_file} does not exist"))
     if not dev.ssh.known_hosts.is_file():
-        raise InventoryError(f"known_hosts file {dev.ssh.known_hosts} does not exist",
-                             file=fname, device=dev.name, field="ssh.known_hosts")
-    if not known_hosts_has(dev.ssh.known_hosts, dev.ssh.known_hosts_name):
-        raise InventoryError(
-            f"no host key for {dev.ssh.known_hosts_name} in {dev.ssh.known_hosts}; the harness never "
-            "trusts an unknown host key (add it with ssh-keyscan after checking its fingerprint)",
-            file=fname, device=dev.name, field="ssh.known_hosts")
+        out.append(("ssh.known_hosts", f"known_hosts file {dev.ssh.known_hosts} does not exist"))
+    elif not known_hosts_has(dev.ssh.known_hosts, dev.ssh.known_hosts_name):
+        out.append(("ssh.known_hosts",
+                    f"no host key for {dev.ssh.known_hosts_name} in {dev.ssh.known_hosts}; the harness never "
+                    "trusts an unknown host key (add it with ssh-keyscan after checking its fingerprint)"))
     if dev.console and dev.console.login and dev.console.login.password:
         try:
             dev.console.login.password.resolve()
         except InventoryError as exc:
-            raise InventoryError(exc.detail, file=fname, device=dev.name,
-                                 field="console.login.password") from None
+            out.append(("console.login.password", exc.detail))
     if dev.expect.broker:
         b = dev.expect.broker
         for fld in ("ca_file", "cert_file", "key_file"):
             f: Path = getattr(b, fld)
             if not f.is_file():
-                raise InventoryError(f"{f} does not exist", file=fname, device=dev.name,
-                                     field=f"expect.broker.{fld}")
+                out.append((f"expect.broker.{fld}", f"{f} does not exist"))
+    return out
 
 
 def known_hosts_has(known_hosts: Path, name: str) -> bool:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat
 
 
 class Timeouts(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     ssh_connect: PositiveFloat = 10.0
     ssh_command: PositiveFloat = 60.0

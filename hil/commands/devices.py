@@ -152,4 +152,11 @@ def register(app: typer.Typer) -> None:
                         fg=typer.colors.RED)
             raise typer.Exit(ExitCode.CHECK_FAILED)
 
+    @devices.command("schema")
+    def schema() -> None:
+        """Print the JSON Schema of devices.yaml (for editors; docs/devices.schema.json is a copy)."""
+        from hil.inventory_schema import inventory_schema_text
+
+        typer.echo(inventory_schema_text(), nl=False)
+
     app.add_typer(devices, name="devices")

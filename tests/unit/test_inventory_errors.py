@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from hil.errors import InventoryError
+from hil.errors import InventoryError, InventoryProblems
 from hil.inventory import Inventory, load_inventory
 
 GOOD_DEVICE = """\
@@ -116,15 +116,71 @@ def test_local_files_are_checked_before_any_device_is_touched(tmp_path: Path, na
     assert exc.value.field == fld and words in str(exc.value)
 
 
-def test_unknown_power_driver_names_device_and_field(tmp_path: Path) -> None:
-    from hil.drivers.power import make_power
-
+def test_unknown_power_driver_is_refused_at_load_time(tmp_path: Path) -> None:
     path = _write(tmp_path, "", devices=GOOD_DEVICE.replace("driver: tasmota", "driver: tasmoto"))
-    inv = load_inventory(path)
     with pytest.raises(InventoryError) as exc:
-        make_power(inv.devices["hub-a"])
-    assert exc.value.device == "hub-a" and exc.value.field == "power.driver"
+        load_inventory(path)
+    assert exc.value.device == "hub-a" and exc.value.field == "power.driver" and exc.value.line == 7
     assert "unknown power driver 'tasmoto'" in str(exc.value) and "tasmota" in str(exc.value)
+
+
+@pytest.mark.parametrize(("power", "field", "words"), [
+    ("{driver: tasmota, url: 'http://pdu', outlte: 1}", "power.outlte", "unknown parameter"),
+    ("{driver: tasmota, outlet: 1}", "power.url", "required by power driver 'tasmota'"),
+    ("{driver: tasmota, url: 'http://pdu', outlet: 999}", "power.outlet", "less than or equal to 255"),
+    # YAML 1.1 would read the keys on/off as booleans: the inventory reads YAML 1.2 booleans
+    ("{driver: command, on: [pdu, on]}", "power.off", "required by power driver 'command'"),
+    ("{driver: tasmota, url: 'http://pdu', password: hunter2}", "power.password", "never the secret"),
+])
+def test_power_parameters_are_validated_by_the_drivers_model_at_load_time(
+        tmp_path: Path, power: str, field: str, words: str) -> None:
+    body = f"  hub-b:\n    ssh: {{host: 192.0.2.11}}\n    power: {power}\n"
+    path = _write(tmp_path, body)
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(path)
+    assert (exc.value.device, exc.value.field, exc.value.line) == ("hub-b", field, 10)
+    assert words in str(exc.value) and "hunter2" not in str(exc.value)
+
+
+THREE_MISTAKES = """\
+  hub-b:
+    ssh: {host: 192.0.2.11, prot: 22}
+    power: {driver: tasmoto, url: "http://pdu"}
+  hub-c:
+    model: pi4
+    ssh:
+      host: 192.0.2.12
+      port: 70000
+"""
+
+
+def test_every_problem_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, THREE_MISTAKES)
+    with pytest.raises(InventoryProblems) as exc:
+        load_inventory(path)
+    found = [(p.line, p.device, p.field) for p in exc.value.problems]
+    assert found == [(9, "hub-b", "ssh.prot"), (10, "hub-b", "power.driver"), (15, "hub-c", "ssh.port")]
+    msg = str(exc.value)
+    assert msg.startswith(f"file {path}: 3 problems")
+    assert f"file {path}, line 15, device hub-c, field ssh.port: " in msg
+
+
+def test_a_field_inherited_from_defaults_points_at_the_defaults(tmp_path: Path) -> None:
+    path = _write(tmp_path, "", header="timeouts: {boot: 5}\n")
+    path.write_text(path.read_text().replace("ssh: {user: hil,", "ssh: {user: hil, port: 0,"))
+    with pytest.raises(InventoryError) as exc:
+        load_inventory(path)
+    assert (exc.value.device, exc.value.field, exc.value.line) == ("hub-a", "ssh.port", 3)
+
+
+def test_local_file_problems_of_all_devices_come_together(tmp_path: Path) -> None:
+    path = _write(tmp_path, "  hub-b: {ssh: {host: 192.0.2.11, key_file: missing-b}}\n")
+    (tmp_path / "id").unlink()
+    inv = load_inventory(path)
+    with pytest.raises(InventoryProblems) as exc:
+        inv.check_files()
+    assert [(p.device, p.field, p.line) for p in exc.value.problems] == [
+        ("hub-a", "ssh.key_file", 2), ("hub-b", "ssh.key_file", 8)]
 
 
 @pytest.mark.parametrize("case", ["bad-port", "bad-yaml", "unknown-field"])

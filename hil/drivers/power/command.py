@@ -19,7 +19,7 @@ from hil.timeouts import Timeouts
 
 
 class CommandParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     on: list[str] = Field(min_length=1)
     off: list[str] = Field(min_length=1)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from hil.drivers.base import PowerOutlet
 from hil.errors import InventoryError
-from hil.inventory import Device
+from hil.inventory import Device, PowerSpec
 from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
 
@@ -40,27 +40,40 @@ def register_power_driver(name: str) -> Callable[[_D], _D]:
     return deco
 
 
+def power_problems(spec: PowerSpec) -> list[tuple[tuple[str, ...], str]]:
+    """(field under ``power``, message) for every problem of ``spec``; [] when the driver takes it.
+
+    The inventory calls this while loading, so a typo is reported before anything runs.
+    """
+    cls = POWER_DRIVERS.get(spec.driver)
+    if cls is None:
+        known = ", ".join(sorted(POWER_DRIVERS))
+        return [(("driver",), f"unknown power driver {spec.driver!r}; known: {known}")]
+    try:
+        cls.Params.model_validate(spec.params)
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown parameter for power driver {spec.driver!r} (typo?)"
+            elif err["type"] == "missing":
+                msg = f"required by power driver {spec.driver!r}"
+            out.append((tuple(str(p) for p in err["loc"]), msg))
+        return out
+    return []
+
+
 def make_power(device: Device, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> PowerOutlet:
     """The device's outlet; InventoryError naming device and field for bad settings."""
     spec = device.power
     if spec is None:
         raise InventoryError("no power outlet configured", device=device.name, field="power")
-    cls = POWER_DRIVERS.get(spec.driver)
-    if cls is None:
-        raise InventoryError(
-            f"unknown power driver {spec.driver!r}; known: {', '.join(sorted(POWER_DRIVERS))}",
-            device=device.name, field="power.driver")
-    try:
-        params = cls.Params.model_validate(spec.params)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            msg = f"unknown parameter for power driver {spec.driver!r} (typo?)"
-        elif first["type"] == "missing":
-            msg = f"required by power driver {spec.driver!r}"
-        raise InventoryError(msg, device=device.name, field=f"power.{where}") from None
-    outlet = cls(device.name, params, timeouts)
+    problems = power_problems(spec)
+    if problems:
+        field, msg = problems[0]
+        raise InventoryError(msg, device=device.name, field=".".join(("power", *field)))
+    cls = POWER_DRIVERS[spec.driver]
+    outlet = cls(device.name, cls.Params.model_validate(spec.params), timeouts)
     assert isinstance(outlet, PowerOutlet)
     return outlet

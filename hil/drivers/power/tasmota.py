@@ -26,7 +26,7 @@ class PowerError(InfrastructureError):
 
 
 class TasmotaParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     url: str = Field(pattern=r"^https?://[^\s/]+")
     outlet: int = Field(default=1, ge=0, le=255)
