@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ import docker.errors
 import rich.progress
 
 from hil.errors import InfrastructureError, UserError
+from hil_lab.apt_sources import MIRROR_ENV, apt_source_files, debian_mirror_from, read_sources
 from hil_lab.topology import SLOT
 
 LAB_DIR = Path(__file__).resolve().parent
@@ -38,8 +38,6 @@ IMAGES_DIR = LAB_DIR / "images"
 COMPONENTS = ("web", "app", "db")
 
 SUITE = "bookworm"
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
-MIRROR_ENV = "HIL_LAB_DEBIAN_MIRROR"
 BASE_PACKAGES = (
     "openssh-server", "python3", "python3-yaml", "mosquitto", "mosquitto-clients", "socat",
     "iproute2", "iptables", "procps", "sudo", "docker.io", "docker-compose", "ca-certificates",
@@ -260,42 +258,22 @@ class _Builder:
 # ---------------------------------------------------------------- the base image
 
 
-def debian_mirror(sources: Iterable[Path] | None = None) -> str:
-    """The Debian mirror the host's apt uses for ``SUITE`` (env override, then default)."""
-    if override := os.environ.get(MIRROR_ENV):
+class NoDebianMirror(UserError):
+    """Neither $HIL_DEBIAN_MIRROR nor the machine's apt configuration names a Debian mirror."""
+
+
+def debian_mirror(files: Iterable[Path] | None = None) -> str:
+    """$HIL_DEBIAN_MIRROR, else the Debian mirror this machine's apt uses; never a built-in host."""
+    if override := os.environ.get(MIRROR_ENV, "").strip():
         return override.rstrip("/")
-    if sources is None:
-        apt = Path("/etc/apt")
-        sources = [apt / "sources.list", *sorted((apt / "sources.list.d").glob("*"))]
-    for path in sources:
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        found = _mirror_in(text, deb822=path.suffix == ".sources")
-        if found:
-            return found.rstrip("/")
-    return DEFAULT_MIRROR
-
-
-def _mirror_in(text: str, *, deb822: bool) -> str | None:
-    if deb822:
-        for stanza in re.split(r"\n\s*\n", text):
-            fields: dict[str, str] = {}
-            for line in stanza.splitlines():
-                if ":" in line and not line.lstrip().startswith("#"):
-                    key, _, value = line.partition(":")
-                    fields[key.strip().lower()] = value.strip()
-            if "deb" in fields.get("types", "").split() and SUITE in fields.get("suites", "").split():
-                uris = fields.get("uris", "").split()
-                if uris:
-                    return uris[0]
-        return None
-    for line in text.splitlines():
-        words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
-        if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
-            return words[1]
-    return None
+    files = apt_source_files() if files is None else list(files)
+    found = debian_mirror_from(read_sources(files), SUITE)
+    if found is None:
+        raise NoDebianMirror(
+            f"no Debian mirror in this machine's apt configuration ({', '.join(str(f) for f in files)}) "
+            f"to debootstrap {SUITE} from; set {MIRROR_ENV} to the mirror this machine may use "
+            "(e.g. http://deb.debian.org/debian)")
+    return found
 
 
 def _check_mirror(mirror: str) -> None:

@@ -85,31 +85,6 @@ def test_planned_images_are_stable_and_complete() -> None:
     assert first.hub.startswith("hil-lab/hub:") and first.registry.startswith("hil-lab/registry:")
 
 
-def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
-    sources = tmp_path / "debian.sources"
-    sources.write_text(
-        "Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n"
-        "Components: main\n\n"
-        "Types: deb\n# a comment\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n"
-        "Components: main\n")
-    assert images.debian_mirror([sources]) == "http://mirror.example/debian"
-
-
-def test_mirror_from_one_line_sources(tmp_path: Path) -> None:
-    sources = tmp_path / "sources.list"
-    sources.write_text("# deb http://old/debian bookworm main\n"
-                       "deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/debian "
-                       "bookworm main\n")
-    assert images.debian_mirror([sources]) == "http://mirror.example/debian"
-
-
-def test_mirror_default_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(images.MIRROR_ENV, raising=False)
-    assert images.debian_mirror([tmp_path / "missing.list"]) == images.DEFAULT_MIRROR
-    monkeypatch.setenv(images.MIRROR_ENV, "http://override.example/debian/")
-    assert images.debian_mirror([]) == "http://override.example/debian"
-
-
 def test_missing_debootstrap_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", os.devnull)
     with pytest.raises(images.DebootstrapMissing, match="apt-get install -y debootstrap"):
