@@ -1,6 +1,6 @@
 """Deploy a candidate to one hub the way production does, verify it, and undo it.
 
-Phases: snapshot -> upload (SFTP into /var/tmp/hil-staging/<run-id>/) -> images
+Phases: snapshot -> upload (SFTP as root into /var/lib/hil/staging/<run-id>/) -> images
 (`docker load` of archives, `docker pull` of references) -> `deployment create`
 -> wait for a terminal status -> settle (every candidate component stays
 RUNNING/FINISHED) . On failure the evidence (nucleus log, component logs,
@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 
+from pydantic import ValidationError
+
 from hil.deploy.candidate import Candidate
 from hil.deploy.restore import RestoreResult, restore_snapshot
 from hil.deploy.snapshot import (
@@ -27,9 +29,12 @@ from hil.deploy.snapshot import (
     NothingToRestore,
     PendingDeployment,
     Snapshot,
+    UnsafeSnapshot,
     component_set,
+    prepare_staging,
     read_saved,
     save,
+    staging_path,
 )
 from hil.deploy.watch import Clock, Sleep, Stability, wait_for_terminal, watch_stable
 from hil.drivers.base import CommandResult, Shell
@@ -124,7 +129,7 @@ class Deployment:
 
     @property
     def staging(self) -> str:
-        return f"{self.staging_root}/{self.run_id}"
+        return staging_path(self.staging_root, self.run_id)
 
     # -- deploy ------------------------------------------------------------------------
     def deploy(self) -> DeploymentResult:
@@ -193,8 +198,13 @@ class Deployment:
             if exc.failure_class is FailureClass.PRODUCT:  # nucleus not answering before we touched it
                 raise InfrastructureError(f"{self.device}: hub not ready for a deployment: {exc}") from exc
             raise
-        self.snapshot = Snapshot(self.device, self.run_id, datetime.now(UTC).isoformat(timespec="seconds"),
-                                 current, dict(self.candidate.components), self.staging_root)
+        try:
+            self.snapshot = Snapshot(
+                device=self.device, run_id=self.run_id, taken=datetime.now(UTC).isoformat(timespec="seconds"),
+                components=current, candidate=dict(self.candidate.components), staging_root=self.staging_root)
+        except ValidationError as exc:  # the component list came from the hub: untrusted too
+            raise UnsafeSnapshot(f"{self.device}: the hub's component list cannot be recorded: "
+                                 f"{exc.errors()[0]['msg']}") from None
         res.snapshot = self.snapshot
         if pending is None:
             self._fence()
@@ -202,34 +212,37 @@ class Deployment:
             self._owns_saved = True
 
     def _upload(self) -> None:
-        files = list(self.candidate.files())
+        files = [(local, staging_path(self.staging, *rel.split("/")))
+                 for local, rel in self.candidate.files()]
         self._fence()
         self._phase(f"uploading {len(files)} file(s) to {self.staging}")
-        dirs = sorted({str(PurePosixPath(self.staging, rel).parent) for _, rel in files}
-                      | {f"{self.staging}/recipes"})
-        self.shell.run(["mkdir", "-p", *dirs]).check()
-        for local, rel in files:
-            self.files.put(local, f"{self.staging}/{rel}")
+        prepare_staging(self.shell, self.staging_root)
+        dirs = sorted({str(PurePosixPath(remote).parent) for _, remote in files}
+                      | {staging_path(self.staging, "recipes")})
+        self.shell.run(["mkdir", "-p", "--", *dirs], sudo=True).check()
+        for local, remote in files:
+            self.files.put(local, remote, sudo=True)
 
     def _images(self, res: DeploymentResult) -> None:
         archives = self.candidate.image_archives
         self._fence()
         if archives:
-            self.shell.run(["mkdir", "-p", f"{self.staging}/images"]).check()
+            self.shell.run(["mkdir", "-p", "--", staging_path(self.staging, "images")], sudo=True).check()
         for archive in archives:
             self._phase(f"loading image archive {archive.name}")
-            remote = f"{self.staging}/images/{archive.name}"
-            self.files.put(archive, remote)
+            remote = staging_path(self.staging, "images", archive.name)
+            self.files.put(archive, remote, sudo=True)
             self._check(self.shell.run(["docker", "load", "-i", remote], sudo=True,
                                        timeout=self.timeouts.deployment), res, f"docker load {archive.name}")
         if not self.pull_images:
             return
         for ref in self.candidate.images:
             self._phase(f"pulling {ref}")
-            self._check(self.shell.run(["docker", "pull", ref], sudo=True, timeout=self.timeouts.deployment),
-                        res, f"docker pull {ref}")
+            # after "--": a reference can never be read as an option of docker's
+            self._check(self.shell.run(["docker", "pull", "--", ref], sudo=True,
+                                       timeout=self.timeouts.deployment), res, f"docker pull {ref}")
             got = self.shell.run(["docker", "image", "inspect", "--format",
-                                  "{{range .RepoDigests}}{{println .}}{{end}}", ref], sudo=True)
+                                  "{{range .RepoDigests}}{{println .}}{{end}}", "--", ref], sudo=True)
             digests = [d.strip() for d in got.stdout.splitlines() if "@sha256:" in d]
             if got.ok and digests:
                 res.image_digests[ref] = digests[0].split("@", 1)[1]
@@ -245,7 +258,8 @@ class Deployment:
         self._phase(f"deployment create --merge {self.candidate.components}")
         has_artifacts = self.candidate.artifact_dir.is_dir() and any(self.candidate.artifact_dir.iterdir())
         res.deployment_id = self.gg.create_deployment(
-            f"{self.staging}/recipes", f"{self.staging}/artifacts" if has_artifacts else None,
+            staging_path(self.staging, "recipes"),
+            staging_path(self.staging, "artifacts") if has_artifacts else None,
             merge=self.candidate.components, policy=self.policy)
 
     def _wait(self, res: DeploymentResult) -> None:

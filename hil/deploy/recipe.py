@@ -180,7 +180,8 @@ def parse_recipe(path: Path) -> tuple[Recipe | None, list[Problem]]:
         c.add("ComponentName", "required text")
         name = None
     elif not COMPONENT_NAME_RE.match(name):
-        c.add("ComponentName", f"{name!r} must be 1-128 characters of letters, digits, '-', '_' or '.'")
+        c.add("ComponentName", f"{name!r} must be 1-128 characters of letters, digits, '-', '_' or '.', "
+              "starting with a letter or digit ('.', '..' and '-x' are folder names or options on the hub)")
 
     version = get_ci(doc, "ComponentVersion")
     if not isinstance(version, str):

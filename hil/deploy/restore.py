@@ -11,7 +11,16 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from hil.deploy.snapshot import RUN_ID_RE, Snapshot, component_set, forget, read_saved
+from hil.deploy.snapshot import (
+    RUN_ID_RE,
+    STAGING_ROOT,
+    Snapshot,
+    component_set,
+    forget,
+    prepare_staging,
+    read_saved,
+    staging_path,
+)
 from hil.deploy.watch import Clock, Sleep, wait_for_terminal
 from hil.drivers.base import Shell
 from hil.drivers.greengrass import STABLE_STATES, DeploymentState, DeploymentStatus, FailurePolicy, Greengrass
@@ -120,10 +129,12 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
 def restore_saved(shell: Shell, gg: Greengrass, *, timeouts: Timeouts = DEFAULT_TIMEOUTS,
                   skip_runs: Collection[str] = (), fence: Callable[[], None] | None = None,
                   on_phase: Callable[[str], None] | None = None,
-                  title: str = "restore the saved snapshot") -> tuple[Snapshot, RestoreResult] | None:
+                  title: str = "restore the saved snapshot",
+                  staging_root: str = STAGING_ROOT) -> tuple[Snapshot, RestoreResult] | None:
     """Restore the snapshot a kept or interrupted deployment left saved on the hub (None: there is
-    none, or it belongs to one of ``skip_runs``). ``fence`` runs before anything is changed."""
-    snap = read_saved(shell)
+    none, or it belongs to one of ``skip_runs``). ``fence`` runs before anything is changed; a
+    snapshot that is not one the harness wrote raises UnsafeSnapshot before anything runs."""
+    snap = read_saved(shell, staging_root)
     if snap is None or snap.run_id in skip_runs:
         return None
     with step(title, device=shell.device, run_id=snap.run_id) as st:
@@ -134,19 +145,24 @@ def restore_saved(shell: Shell, gg: Greengrass, *, timeouts: Timeouts = DEFAULT_
 
 def _stage_previous_versions(shell: Shell, gg: Greengrass, snap: Snapshot,
                              plan: RestorePlan) -> tuple[str | None, str | None]:
+    """Copy the versions to re-merge out of the nucleus's store into the run's staging folder.
+    Every path is built from the harness's roots and validated names (``staging_path``)."""
     if not plan.merge:
         return None, None
-    base = f"{snap.staging}/restore"
-    recipes, artifacts = f"{base}/recipes", f"{base}/artifacts"
-    shell.run(["mkdir", "-p", recipes, artifacts], sudo=True).check()
-    shell.run(["cp", "-a", f"{gg.root}/packages/recipes/.", recipes], sudo=True).check()
+    prepare_staging(shell, snap.staging_root)
+    recipes = staging_path(snap.staging, "restore", "recipes")
+    artifacts = staging_path(snap.staging, "restore", "artifacts")
+    shell.run(["mkdir", "-p", "--", recipes, artifacts], sudo=True).check()
+    store = staging_path(gg.root, "packages", "recipes")
+    shell.run(["cp", "-a", "--", store + "/.", recipes], sudo=True).check()
     copied = False
     for name, version in plan.merge.items():
-        src = f"{gg.root}/packages/artifacts/{name}/{version}"
+        src = staging_path(gg.root, "packages", "artifacts", name, version)
         if shell.run(["test", "-d", src], sudo=True).exit_status != 0:
             continue  # a component without artifacts
-        shell.run(["mkdir", "-p", f"{artifacts}/{name}"], sudo=True).check()
-        shell.run(["cp", "-a", src, f"{artifacts}/{name}/"], sudo=True).check()
+        dest = staging_path(artifacts, name)
+        shell.run(["mkdir", "-p", "--", dest], sudo=True).check()
+        shell.run(["cp", "-a", "--", src, dest + "/"], sudo=True).check()
         copied = True
     return recipes, artifacts if copied else None
 

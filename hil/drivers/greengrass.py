@@ -22,7 +22,10 @@ from hil.errors import HilError, ParseError, ProductError
 from hil.steps import step
 
 DEFAULT_ROOT = "/greengrass/v2"
-COMPONENT_NAME_RE = re.compile(r"^[a-zA-Z0-9_.-]{1,128}$")
+COMPONENT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+"""Greengrass's ``^[a-zA-Z0-9-_.]+$`` (<= 128), starting with a letter or digit: a name is also one
+folder name on the hub (packages/artifacts/<name>/) and an argument of greengrass-cli, so '.',
+'..' and '-option' are refused."""
 
 BUILTIN_COMPONENTS = frozenset({
     "aws.greengrass.Nucleus",

@@ -11,20 +11,21 @@ Why it is built this way (see docs/performance-notes.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import shlex
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 import paramiko
 
 from hil.drivers.base import CommandResult, sudo_argv
-from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch
+from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch, InfrastructureError
 from hil.inventory import SshEndpoint
 from hil.steps import step
 from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -57,6 +58,34 @@ def _fingerprint(key: paramiko.PKey) -> str:
     return key.fingerprint.removeprefix("SHA256:") if hasattr(key, "fingerprint") else key.get_base64()
 
 
+SFTP_SERVERS = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server",
+                "/usr/libexec/sftp-server", "/usr/lib/ssh/sftp-server")
+"""Where distributions install OpenSSH's sftp-server (Debian first); run through sudo for root SFTP."""
+_ROOT_SFTP = ('for p in "$@"; do if [ -x "$p" ]; then exec "$p"; fi; done; '
+              'echo "hil: no sftp-server" >&2; exit 127')
+
+
+class TransferFailed(InfrastructureError):
+    """The hub's SFTP server refused a transfer (missing folder, permission, disk full)."""
+
+
+class _TransferDeadline(Exception):
+    """Internal: raised from the progress callback to end a transfer past its deadline."""
+
+
+def dead_peer_options(sock: socket.socket, timeouts: Timeouts) -> None:
+    """Make the kernel give up on a peer that stopped answering within ``ssh_dead_peer`` seconds:
+    keepalive probes on an idle connection, TCP_USER_TIMEOUT for unacknowledged data (without it
+    Linux retransmits for ~15 minutes). Options this platform lacks are skipped."""
+    dead = timeouts.ssh_dead_peer
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", max(1, int(dead / 2))), ("TCP_KEEPINTVL", max(1, int(dead / 6))),
+                        ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", int(dead * 1000))):
+        opt = getattr(socket, name, None)
+        if opt is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, opt, value)
+
+
 class SshConnection:
     """A hub's SSH channel; implements ``hil.drivers.base.Shell``."""
 
@@ -65,7 +94,6 @@ class SshConnection:
         self.endpoint = endpoint
         self.timeouts = timeouts
         self._client: paramiko.SSHClient | None = None
-        self._sftp: paramiko.SFTPClient | None = None
         self._lock = threading.RLock()
         self.connects = 0
         """How many times a connection was established (1 + reconnects)."""
@@ -131,16 +159,10 @@ class SshConnection:
                 f"{self.timeouts.ssh_connect:g}s: {exc.strerror or exc}") from None
         # Without TCP_NODELAY every command waits ~40 ms on Nagle + delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        dead_peer_options(sock, self.timeouts)
         return sock
 
     def _drop(self) -> None:
-        if self._sftp is not None:
-            try:
-                self._sftp.close()
-            except Exception:  # closing a dead session must not mask the real problem
-                log.debug("sftp close failed", exc_info=True)
-            self._sftp = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -259,31 +281,136 @@ class SshConnection:
                 b"".join(err).decode("utf-8", "replace"))
 
     # -- files ---------------------------------------------------------------
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        self._ensure()
-        if self._sftp is None:
-            assert self._client is not None
-            self._sftp = self._client.open_sftp()
-        return self._sftp
+    def _open_sftp(self, sudo: bool) -> paramiko.SFTPClient:
+        """A private SFTP session for one transfer (as root through ``sudo -n`` when asked).
 
-    def put(self, local: Path, remote: str) -> None:
-        """Upload ``local`` to ``remote`` (paramiko's put is pipelined)."""
+        Only opening it holds the connection lock: commands keep flowing during a long upload.
+        No byte may take longer than ``ssh_dead_peer`` to move (the channel's timeout)."""
+        with self._lock:
+            chan = self._ensure().open_session(timeout=self.timeouts.ssh_connect)
+        try:
+            chan.settimeout(self.timeouts.ssh_dead_peer)
+            if sudo:
+                chan.exec_command(shlex.join(sudo_argv(["sh", "-c", _ROOT_SFTP, "hil-sftp", *SFTP_SERVERS])))
+            else:
+                chan.invoke_subsystem("sftp")
+            return paramiko.SFTPClient(chan)
+        except BaseException:
+            chan.close()
+            raise
+
+    def put(self, local: Path, remote: str, *, sudo: bool = False) -> None:
+        """Upload ``local`` to ``remote`` (pipelined) within ``Timeouts.transfer(size)``."""
         size = Path(local).stat().st_size
-        with self._lock, step(f"sftp put {local} -> {remote}", device=self.device, bytes=size):
-            try:
-                self._sftp_client().put(str(local), remote)
-            except (paramiko.SSHException, EOFError) as exc:
-                # SFTP sessions die with the transport; a put is idempotent, so retry once.
-                log.info("%s: sftp put failed (%s); reconnecting", self.device, exc)
-                self.connect()
-                self._sftp_client().put(str(local), remote)
+        with step(f"sftp put {local} -> {remote}", device=self.device, bytes=size, sudo=sudo):
+            self._transfer(f"upload of {local} to {remote}", size, sudo,
+                           lambda sftp, progress: _put_file(sftp, Path(local), remote, progress))
 
-    def get(self, remote: str, local: Path) -> None:
-        """Download ``remote`` to ``local`` (paramiko's get prefetches)."""
-        with self._lock, step(f"sftp get {remote} -> {local}", device=self.device):
+    def get(self, remote: str, local: Path, *, sudo: bool = False) -> None:
+        """Download ``remote`` to ``local`` (prefetched) within ``Timeouts.transfer(size)``."""
+        with step(f"sftp get {remote} -> {local}", device=self.device, sudo=sudo):
+            self._transfer(f"download of {remote}", None, sudo,
+                           lambda sftp, progress: _get_file(sftp, remote, Path(local), progress))
+
+    def _transfer(self, what: str, size: int | None, sudo: bool,
+                  move: Callable[[paramiko.SFTPClient, Callable[[int, int], None]], object]) -> None:
+        """Run ``move`` on a fresh SFTP session, bounded by the transfer deadline (from the size; a
+        download learns it from the first progress report) and by ``ssh_dead_peer`` per byte. A
+        transfer that broke with the connection is retried once (both directions are idempotent)."""
+        t0 = time.monotonic()
+        limit = self.timeouts.transfer(size or 0)
+        for attempt in (1, 2):
+            sftp = self._open_sftp(sudo)
+            chan = sftp.get_channel()
+            moved = 0
+
+            def progress(done: int, total: int, chan: paramiko.Channel | None = chan) -> None:
+                nonlocal limit, moved
+                moved = done
+                limit = max(limit, self.timeouts.transfer(total))
+                left = t0 + limit - time.monotonic()
+                if left <= 0:
+                    raise _TransferDeadline
+                if chan is not None:
+                    chan.settimeout(max(0.05, min(self.timeouts.ssh_dead_peer, left)))
+
             try:
-                self._sftp_client().get(remote, str(local))
-            except (paramiko.SSHException, EOFError) as exc:
-                log.info("%s: sftp get failed (%s); reconnecting", self.device, exc)
-                self.connect()
-                self._sftp_client().get(remote, str(local))
+                move(sftp, progress)
+                return
+            except _TransferDeadline:
+                raise CommandTimeout(f"{self.device}: {what} did not finish within {limit:.0f}s "
+                                     f"(at least {self.timeouts.transfer_min_rate / 1024:.0f} KiB/s; "
+                                     f"{moved} bytes moved)") from None
+            except TimeoutError:
+                self._drop_dead()
+                if time.monotonic() - t0 >= limit:
+                    raise CommandTimeout(f"{self.device}: {what} did not finish within {limit:.0f}s "
+                                         f"({moved} bytes moved)") from None
+                raise DeviceUnreachable(f"{self.device}: {what}: no progress for "
+                                        f"{self.timeouts.ssh_dead_peer:g}s after {moved} bytes: the hub "
+                                        "stopped answering") from None
+            except (paramiko.SSHException, EOFError, ConnectionError) as exc:
+                # retried only when it broke before any byte moved (a stale connection); a link
+                # that died mid-transfer is a dead peer, and reconnecting would only add a timeout
+                if attempt == 2 or moved > 0 or time.monotonic() - t0 >= limit:
+                    why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    raise DeviceUnreachable(f"{self.device}: {what}: the connection broke after {moved} "
+                                            f"bytes ({why})") from None
+                # SFTP sessions die with the transport: reconnect and try once more
+                log.info("%s: %s failed (%s); reconnecting", self.device, what, exc)
+                with self._lock:
+                    self.connect()
+            except OSError as exc:  # the SFTP server's answer: no such folder, permission, disk full
+                raise TransferFailed(f"{self.device}: {what} refused by the hub: "
+                                     f"{exc.strerror or exc}") from None
+            finally:
+                # the channel first: an open remote file would otherwise wait for its CLOSE answer
+                with contextlib.suppress(Exception):  # closing a dead session must not mask the cause
+                    if chan is not None:
+                        chan.close()
+                    sftp.close()
+
+    def _drop_dead(self) -> None:
+        """The peer stopped answering: drop the connection so the next call reconnects (bounded)."""
+        with self._lock:
+            self._drop()
+
+
+_CHUNK = 32768
+"""SFTP write/read size (what paramiko's own put/get use)."""
+
+
+def _put_file(sftp: paramiko.SFTPClient, local: Path, remote: str,
+              progress: Callable[[int, int], None]) -> None:
+    """paramiko's put without its blocking close on failure: pipelined writes, then the answer."""
+    total = local.stat().st_size
+    done = 0
+    with local.open("rb") as src:
+        remote_file = sftp.open(remote, "wb")
+        remote_file.set_pipelined(True)
+        while chunk := src.read(_CHUNK):
+            remote_file.write(chunk)
+            done += len(chunk)
+            progress(done, total)
+        remote_file.close()  # waits for every write's acknowledgement (each wait bounded)
+    got = sftp.stat(remote).st_size
+    if got != total:
+        raise OSError(f"size mismatch: {got} bytes on the hub, {total} sent")
+
+
+def _get_file(sftp: paramiko.SFTPClient, remote: str, local: Path,
+              progress: Callable[[int, int], None]) -> None:
+    """paramiko's get (prefetched reads) without its blocking close on failure."""
+    total = sftp.stat(remote).st_size or 0
+    progress(0, total)  # sets the deadline from the size
+    done = 0
+    remote_file = sftp.open(remote, "rb")
+    remote_file.prefetch(total)
+    with local.open("wb") as dst:
+        while data := remote_file.read(_CHUNK):
+            dst.write(data)
+            done += len(data)
+            progress(done, total)
+    remote_file.close()
+    if done != total:
+        raise OSError(f"size mismatch: {done} bytes received, {total} on the hub")

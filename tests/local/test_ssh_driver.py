@@ -7,6 +7,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from hil import steps
 from hil.drivers.base import CommandFailed, Shell
 from hil.drivers.ssh import SshConnection
 from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch
+from hil.timeouts import Timeouts
 
 
 @pytest.fixture
@@ -146,6 +148,11 @@ def test_put_get_round_trip(conn: SshConnection, tmp_path: Path, temp_user: Temp
     back = tmp_path / "back"
     conn.get(remote, back)
     assert back.read_bytes() == src.read_bytes()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    conn.put(empty, f"{remote}.0")
+    conn.get(f"{remote}.0", tmp_path / "empty-back")
+    assert (tmp_path / "empty-back").read_bytes() == b""
 
 
 def test_sudo_is_non_interactive(conn: SshConnection) -> None:
@@ -176,3 +183,90 @@ def test_sigkill_of_listener_leaves_no_hang(local_sshd: LocalSshd, conn: SshConn
     with pytest.raises(DeviceUnreachable):
         conn.run(["true"], timeout=3)
     assert time.monotonic() - t0 < 5
+
+
+# -- transfers: deadlines, a frozen peer, the connection stays usable --------------------------
+
+def _blob(tmp_path: Path, mib: int) -> Path:
+    src = tmp_path / f"blob-{mib}"
+    with src.open("wb") as f:
+        f.truncate(mib * 1024 * 1024)  # sparse: cheap to make, real bytes on the wire
+    return src
+
+
+def test_transfer_past_its_deadline_fails(local_sshd: LocalSshd, tmp_path: Path, temp_user: TempUser) -> None:
+    # a deadline no real transfer can meet: base 0.05 s, and 1 TB/s as the minimum rate
+    tight = Timeouts(transfer_base=0.05, transfer_min_rate=1e12)
+    with SshConnection("local", local_sshd.endpoint, tight) as c:
+        t0 = time.monotonic()
+        with pytest.raises(CommandTimeout, match=r"upload of .* did not finish within 0s"):
+            c.put(_blob(tmp_path, 64), f"/home/{temp_user.name}/big")
+        assert time.monotonic() - t0 < 2
+        assert c.run(["true"]).ok  # the connection is still good for commands
+
+
+def test_a_frozen_peer_fails_the_transfer_within_the_dead_peer_bound(
+        local_sshd: LocalSshd, tmp_path: Path, temp_user: TempUser) -> None:
+    dead = Timeouts(ssh_dead_peer=1.5)
+    src = _blob(tmp_path, 512)
+    with SshConnection("local", local_sshd.endpoint, dead) as c:
+        frozen: list[int] = []
+        errors: list[BaseException] = []
+
+        def upload() -> None:
+            try:
+                c.put(src, f"/home/{temp_user.name}/big")
+            except BaseException as exc:
+                errors.append(exc)
+
+        th = threading.Thread(target=upload)
+        th.start()
+        time.sleep(0.3)  # the upload is under way
+        for pid in _descendants(local_sshd.proc.pid):  # the hub "loses power"
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(pid)
+        t0 = time.monotonic()
+        try:
+            th.join(timeout=30)
+            gave_up = time.monotonic() - t0
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        assert not th.is_alive(), "the upload hung"
+        [err] = errors
+        assert isinstance(err, DeviceUnreachable), err
+        assert "no progress for 1.5s" in str(err)
+        print(f"\nfrozen peer: the upload gave up after {gave_up:.2f}s (ssh_dead_peer 1.5s)")
+        assert gave_up < 1.5 + 1.0
+
+
+def test_commands_run_while_a_transfer_is_under_way(conn: SshConnection, tmp_path: Path,
+                                                    temp_user: TempUser) -> None:
+    src = _blob(tmp_path, 400)
+    done = threading.Event()
+
+    def upload() -> None:
+        conn.put(src, f"/home/{temp_user.name}/big")
+        done.set()
+
+    th = threading.Thread(target=upload)
+    th.start()
+    time.sleep(0.1)
+    assert not done.is_set(), "the upload was too quick to overlap with anything"
+    assert conn.run(["echo", "meanwhile"], timeout=10).stdout == "meanwhile\n"
+    overlapped = not done.is_set()
+    th.join(60)
+    assert overlapped, "the command waited for the whole upload (connection lock held across it)"
+    assert done.is_set()
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        kids = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p)], capture_output=True, text=True,
+                              check=False).stdout.split()
+        out += [int(k) for k in kids]
+        todo += [int(k) for k in kids]
+    return out

@@ -77,10 +77,10 @@ class FakeHub:
         self.nucleus_log = ""
 
     # -- Shell / FileTransfer
-    def put(self, local: Path, remote: str) -> None:
+    def put(self, local: Path, remote: str, *, sudo: bool = False) -> None:
         self.files[remote] = Path(local).read_bytes()
 
-    def get(self, remote: str, local: Path) -> None:
+    def get(self, remote: str, local: Path, *, sudo: bool = False) -> None:
         Path(local).write_bytes(self.files[remote])
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
@@ -96,10 +96,15 @@ class FakeHub:
     def _answer(self, a: tuple[str, ...]) -> tuple[str, str, int]:
         if a[0] == CLI:
             return self._cli(list(a[1:]))
-        if a[0] == "cat":
-            if a[1] in self.files:
-                return self.files[a[1]].decode(), "", 0
-            return "", f"cat: {a[1]}: No such file or directory\n", 1
+        if a[0] == "head":
+            if a[-1] in self.files:
+                return self.files[a[-1]].decode(), "", 0
+            return "", f"head: cannot open '{a[-1]}' for reading: No such file or directory\n", 1
+        if a[:2] == ("sh", "-c") and a[3] == "hil-staging":  # prepare_staging: a root-owned 0700 folder
+            parts = a[4].split("/")[1:]
+            folders = ["/" + "/".join(parts[:i]) for i in range(len(parts), 0, -1)] + ["/"]
+            lines = [f"0 {0o40700 if i == 0 else 0o40755:x} {f}\n" for i, f in enumerate(folders)]
+            return "".join(lines), "", 0
         if a[0] == "rm":
             for p in a[2:]:
                 if p != "--":
@@ -202,11 +207,11 @@ def test_good_candidate_deploys_and_settles(clock: FakeClock) -> None:
     assert res.status is not None and res.status.status is DeploymentState.SUCCEEDED
     assert res.components == {CONTAINER: ComponentState.RUNNING}
     # staged under the run's folder, with the CLI's layout
-    assert "/var/tmp/hil-staging/run-1/recipes/com.hbs.hub.Container-1.0.0.yaml" in hub.files
-    assert "/var/tmp/hil-staging/run-1/artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml" in hub.files
+    assert "/var/lib/hil/staging/run-1/recipes/com.hbs.hub.Container-1.0.0.yaml" in hub.files
+    assert "/var/lib/hil/staging/run-1/artifacts/com.hbs.hub.Container/1.0.0/docker-compose.yaml" in hub.files
     [create] = cli_calls(hub, "deployment", "create")
-    assert create[3:] == ("--recipeDir", "/var/tmp/hil-staging/run-1/recipes",
-                          "--artifactDir", "/var/tmp/hil-staging/run-1/artifacts",
+    assert create[3:] == ("--recipeDir", "/var/lib/hil/staging/run-1/recipes",
+                          "--artifactDir", "/var/lib/hil/staging/run-1/artifacts",
                           "--merge", "com.hbs.hub.Container=1.0.0",
                           "--failure-handling-policy", "DO_NOTHING")
     # settle: watched for the whole settle period, several samples
@@ -215,7 +220,7 @@ def test_good_candidate_deploys_and_settles(clock: FakeClock) -> None:
     assert set(res.image_digests) == {f"registry.lab:5000/hil/{n}:1.0" for n in ("web", "app", "db")}
     assert [c for c in hub.calls if c[:2] == ("docker", "pull")]
     # snapshot saved on the hub for `hil rollback`, without the built-ins
-    snap = json.loads(hub.files["/var/tmp/hil-staging/snapshot.json"])
+    snap = json.loads(hub.files["/var/lib/hil/staging/snapshot.json"])
     assert snap["components"] == {"aws.greengrass.Cli": "2.12.0",
                                   "aws.greengrass.DockerApplicationManager": "2.0.11"}
     assert snap["candidate"] == {CONTAINER: "1.0.0"}
@@ -349,8 +354,8 @@ def test_restore_removes_an_added_component(clock: FakeClock) -> None:
     [_, create] = cli_calls(hub, "deployment", "create")
     assert create[3:] == ("--remove", CONTAINER, "--failure-handling-policy", "DO_NOTHING")
     assert CONTAINER not in hub.components
-    assert "/var/tmp/hil-staging/run-1" in hub.removed
-    assert not any(k.startswith("/var/tmp/hil-staging/") for k in hub.files)  # snapshot forgotten too
+    assert "/var/lib/hil/staging/run-1" in hub.removed
+    assert not any(k.startswith("/var/lib/hil/staging/") for k in hub.files)  # snapshot forgotten too
 
 
 def test_upgrade_restore_re_merges_previous_version_from_package_store(clock: FakeClock) -> None:
@@ -362,11 +367,11 @@ def test_upgrade_restore_re_merges_previous_version_from_package_store(clock: Fa
     assert r.ok, r.problem
     assert r.plan.remove == () and r.plan.merge == {CONTAINER: "1.0.0"}
     [_, create] = cli_calls(hub, "deployment", "create")
-    staging = "/var/tmp/hil-staging/run-1/restore"
+    staging = "/var/lib/hil/staging/run-1/restore"
     assert create[3:] == ("--recipeDir", f"{staging}/recipes", "--artifactDir", f"{staging}/artifacts",
                           "--merge", f"{CONTAINER}=1.0.0", "--failure-handling-policy", "DO_NOTHING")
-    assert ("cp", "-a", "/greengrass/v2/packages/recipes/.", f"{staging}/recipes") in hub.calls
-    assert ("cp", "-a", f"/greengrass/v2/packages/artifacts/{CONTAINER}/1.0.0",
+    assert ("cp", "-a", "--", "/greengrass/v2/packages/recipes/.", f"{staging}/recipes") in hub.calls
+    assert ("cp", "-a", "--", f"/greengrass/v2/packages/artifacts/{CONTAINER}/1.0.0",
             f"{staging}/artifacts/{CONTAINER}/") in hub.calls
     assert hub.components[CONTAINER][0] == "1.0.0"
 
@@ -400,7 +405,7 @@ def test_restore_that_does_not_restore_keeps_the_snapshot(clock: FakeClock) -> N
     assert not r.ok
     assert r.problem is not None and "FAILED: something went wrong" in r.problem
     assert f"{CONTAINER} 1.0.0 not expected" in r.problem
-    assert "/var/tmp/hil-staging/snapshot.json" in hub.files
+    assert "/var/lib/hil/staging/snapshot.json" in hub.files
 
 
 def test_rollback_from_saved_snapshot_in_another_process(clock: FakeClock) -> None:
@@ -409,7 +414,7 @@ def test_rollback_from_saved_snapshot_in_another_process(clock: FakeClock) -> No
     fresh = make(hub, clock, run_id="other")  # no snapshot in memory: reads the hub's
     r = fresh.restore()
     assert r.ok and r.plan.remove == (CONTAINER,)
-    assert "/var/tmp/hil-staging/run-1" in hub.removed
+    assert "/var/lib/hil/staging/run-1" in hub.removed
 
 
 @pytest.mark.parametrize(("snap", "current", "remove", "merge"), [
@@ -435,15 +440,15 @@ def test_stacked_upgrade_restores_in_layers(clock: FakeClock) -> None:
                     run_id="u", stack=True, clock=clock, sleep=clock.sleep)
     assert up.deploy().ok
     assert hub.components[CONTAINER][0] == "1.1.0"
-    saved = json.loads(hub.files["/var/tmp/hil-staging/snapshot.json"])
+    saved = json.loads(hub.files["/var/lib/hil/staging/snapshot.json"])
     assert saved["run_id"] == "g"  # the hub's saved snapshot is still the original state
     r = up.restore()
     assert r.ok and r.plan.merge == {CONTAINER: "1.0.0"}
     assert hub.components[CONTAINER][0] == "1.0.0"
-    assert "/var/tmp/hil-staging/snapshot.json" in hub.files  # not ours to forget
+    assert "/var/lib/hil/staging/snapshot.json" in hub.files  # not ours to forget
     assert good.restore().ok
     assert CONTAINER not in hub.components
-    assert "/var/tmp/hil-staging/snapshot.json" not in hub.files
+    assert "/var/lib/hil/staging/snapshot.json" not in hub.files
 
 
 def test_candidate_copy_without_pull(clock: FakeClock, tmp_path: Path) -> None:
@@ -455,5 +460,5 @@ def test_candidate_copy_without_pull(clock: FakeClock, tmp_path: Path) -> None:
     d = Deployment(hub, hub, load_candidate(tmp_path / "c"), greengrass=gg, timeouts=TIMEOUTS,
                    run_id="r", pull_images=False, clock=clock, sleep=clock.sleep)
     assert d.deploy().ok
-    assert ("docker", "load", "-i", "/var/tmp/hil-staging/r/images/web.tar") in hub.calls
+    assert ("docker", "load", "-i", "/var/lib/hil/staging/r/images/web.tar") in hub.calls
     assert not [c for c in hub.calls if c[:2] == ("docker", "pull")]

@@ -52,11 +52,10 @@ class LocalShell:
             raise CommandTimeout(f"{argv} timed out") from None
         return CommandResult(tuple(argv), p.returncode, p.stdout, p.stderr, time.perf_counter() - t, "local")
 
-    def put(self, local: Path, remote: str) -> None:
-        Path(remote).parent.mkdir(parents=True, exist_ok=True)
+    def put(self, local: Path, remote: str, *, sudo: bool = False) -> None:
         shutil.copy(local, remote)
 
-    def get(self, remote: str, local: Path) -> None:
+    def get(self, remote: str, local: Path, *, sudo: bool = False) -> None:
         shutil.copy(remote, local)
 
 
