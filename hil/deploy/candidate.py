@@ -8,13 +8,22 @@ Layout (the same the Greengrass CLI takes with --recipeDir / --artifactDir)::
     DIR/candidate.yaml              optional manifest: description, extra image references
 
 Image references are gathered from ``docker:`` artifact URIs, from the ``image:`` of
-every service in a docker-compose file among the artifacts, and from the manifest.
+every service in a docker-compose file among the artifacts, and from the manifest;
+each must be a valid Docker reference (hil.deploy.image_ref).
 Everything is checked locally, before any device is touched.
+
+A candidate is untrusted input too: before any file in it is read, the folder is walked
+without following links, and a symbolic link that leads out of it (a key, a password
+file of the CI runner would be uploaded to a hub), a link to a folder, or a special
+file (FIFO, socket, device: reading one blocks or reads a device) is refused. Upload
+checks every file again (``files()``), in case the folder changed since.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from hil.deploy.image_ref import image_ref_problem
 from hil.deploy.recipe import (
     DEFAULT_DIGEST_ALGORITHM,
     RECIPE_SUFFIXES,
@@ -91,10 +101,14 @@ class Candidate:
         return {r.name: r.version for r in self.recipes}
 
     def files(self) -> Iterator[tuple[Path, str]]:
-        """(local file, path relative to the candidate root) of recipes and artifacts."""
+        """(local file, path relative to the candidate root) of recipes and artifacts; each checked
+        again (CandidateError) so that a file swapped for a link after validation is not sent."""
         for base in (self.recipe_dir, self.artifact_dir):
             if base.is_dir():
                 for p in sorted(base.rglob("*")):
+                    problem = _entry_problem(self.root, p)
+                    if problem is not None:
+                        raise CandidateError([problem])
                     if p.is_file():
                         yield p, p.relative_to(self.root).as_posix()
 
@@ -126,7 +140,9 @@ def load_candidate(path: str | Path) -> Candidate:
     root = Path(path).resolve()
     if not root.is_dir():
         raise CandidateError([Problem(str(path), None, "candidate folder not found")])
-    problems: list[Problem] = []
+    problems = _check_tree(root)
+    if problems:  # nothing in the folder is read before its links and file types are known good
+        raise CandidateError(problems)
     recipes = _load_recipes(root, problems)
     _check_artifacts(root, recipes, problems)
     _check_internal_dependencies(recipes, problems)
@@ -140,6 +156,37 @@ def load_candidate(path: str | Path) -> Candidate:
         if ref not in refs:
             refs.append(ref)
     return Candidate(root, tuple(recipes), tuple(archives), tuple(refs), description)
+
+
+def _check_tree(root: Path) -> list[Problem]:
+    """Every entry under ``root``, walked without following links (see the module doc)."""
+    problems: list[Problem] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(dirs + files):
+            problem = _entry_problem(root, Path(folder) / name)
+            if problem is not None:
+                problems.append(problem)
+    return problems
+
+
+def _entry_problem(root: Path, path: Path) -> Problem | None:
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        return Problem(str(path), None, f"cannot be read: {exc.strerror}")
+    if stat.S_ISLNK(st.st_mode):
+        target = Path(os.path.realpath(path))
+        if not target.is_relative_to(root):
+            return Problem(str(path), None, f"symbolic link to {target}, outside the candidate folder: "
+                                            "refused (its target would be uploaded to the hub)")
+        if not target.exists():
+            return Problem(str(path), None, "symbolic link to nothing (dangling): refused")
+        if target.is_dir():
+            return Problem(str(path), None, "symbolic link to a folder: refused (copy the folder in)")
+        st = target.stat()
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return Problem(str(path), None, "not a regular file (a FIFO, socket or device): refused")
+    return None
 
 
 def _load_recipes(root: Path, problems: list[Problem]) -> list[Recipe]:
@@ -262,10 +309,17 @@ def _load_manifest(root: Path, problems: list[Problem]) -> tuple[str, list[str]]
                                     f"unknown field; allowed: {', '.join(_MANIFEST_KEYS)}"))
     desc = doc.get("description") or ""
     images = doc.get("images") or []
-    if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+    if not isinstance(images, list):
         problems.append(Problem(str(path), "images", "must be a list of image references"))
-        images = []
-    return str(desc), list(images)
+        return str(desc), []
+    good: list[str] = []
+    for i, ref in enumerate(images):
+        why = image_ref_problem(ref)
+        if why is not None:
+            problems.append(Problem(str(path), f"images[{i}]", why))
+        else:
+            good.append(ref)
+    return str(desc), good
 
 
 def _image_archives(root: Path, problems: list[Problem]) -> list[Path]:
@@ -311,6 +365,8 @@ def _compose_images(root: Path, recipes: list[Recipe], problems: list[Problem]) 
                     # a build: section cannot be built on a hub without network access
                     problems.append(Problem(str(f), f"services.{sname}.image",
                                             "required: hubs run prebuilt images"))
+                elif (why := image_ref_problem(image)) is not None:
+                    problems.append(Problem(str(f), f"services.{sname}.image", why))
                 elif image not in out:
                     out.append(image)
     return out

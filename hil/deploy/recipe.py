@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from hil.deploy.image_ref import image_ref_problem, parse_image_ref
 from hil.deploy.semver import Range, Version, VersionError
 from hil.drivers.greengrass import COMPONENT_NAME_RE
 
@@ -36,11 +37,6 @@ harness accepts only collision-resistant ones (MD5 and SHA-1 are refused)."""
 DEFAULT_DIGEST_ALGORITHM = "SHA-256"
 _SKIPIF_RE = re.compile(r"^!?(onpath|exists)\s+\S.*$", re.I)
 # registry[:port]/path[:tag][@sha256:digest] - loose, Docker's own grammar is larger
-_DOCKER_REF_RE = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
-)
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -75,7 +71,8 @@ class Artifact:
     @property
     def pinned_image(self) -> bool:
         """A ``docker:`` artifact named by its content digest (name@sha256:...)."""
-        return self.scheme == "docker" and "@sha256:" in self.target
+        return self.scheme == "docker" and image_ref_problem(self.target) is None \
+            and parse_image_ref(self.target).pinned
 
 
 def file_digest(path: Path, algorithm: str = DEFAULT_DIGEST_ALGORITHM) -> str:
@@ -372,8 +369,8 @@ def _check_artifacts(c: _Checker, where: str, arts: Any) -> list[Artifact]:
         if scheme == "s3" and "/" not in target:
             c.add(f"{w}.URI", f"{uri!r}: an s3 URI names a bucket and a key (s3://bucket/key)")
             continue
-        if scheme == "docker" and not _DOCKER_REF_RE.match(target):
-            c.add(f"{w}.URI", f"{uri!r}: not a container image reference (registry/name:tag)")
+        if scheme == "docker" and (problem := image_ref_problem(target)) is not None:
+            c.add(f"{w}.URI", f"{uri!r}: {problem}")
             continue
         if scheme != "docker" and (not target or target.endswith("/")):
             c.add(f"{w}.URI", f"{uri!r}: names no file")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from hil.deploy.candidate import CandidateError, load_candidate
+from hil.deploy.image_ref import parse_image_ref
 from hil.errors import UserError
 
 CANDIDATES = Path(__file__).resolve().parents[2] / "candidates"
@@ -277,3 +279,78 @@ def test_image_artifact_must_be_pinned_by_digest(good: Path) -> None:
     assert err.field == "Manifests[0].Artifacts[0].URI" and "pin the image by its digest" in str(err)
     _edit(good, "docker:registry.lab:5000/hil/web:1.0", f"docker:{WEB_PINNED}")
     assert load_candidate(good).images[0] == WEB_PINNED
+
+
+# -- hostile candidates: links, special files, names, image references -------------------------
+
+def test_symlink_leaving_the_candidate_is_refused_before_anything_is_read(good: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "runner_key"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    link = good / "artifacts/com.hbs.hub.Container/1.0.0/id_ed25519"
+    link.symlink_to(secret)
+    err = problems(good)
+    assert err.file == str(link)
+    assert "outside the candidate folder" in str(err) and str(secret) in str(err)
+    (good / "recipes/extra.yaml").symlink_to("/etc/passwd")
+    assert len(problems(good).problems) == 2
+
+
+def test_symlinks_inside_the_candidate_are_fine_but_folder_links_are_not(good: Path) -> None:
+    art = good / "artifacts/com.hbs.hub.Container/1.0.0"
+    (good / "notes.txt").write_text("release notes\n")
+    (art / "notes.txt").symlink_to(good / "notes.txt")
+    load_candidate(good)
+    (art / "more").symlink_to(good / "recipes", target_is_directory=True)
+    assert "symbolic link to a folder" in str(problems(good))
+
+
+def test_special_files_are_refused_without_blocking(good: Path) -> None:
+    fifo = good / "recipes/com.hbs.hub.Other-1.0.0.yaml"
+    os.mkfifo(fifo)  # reading it would block for ever
+    err = problems(good)
+    assert err.file == str(fifo) and "not a regular file" in str(err)
+
+
+def test_a_file_swapped_for_a_link_after_validation_is_not_uploaded(good: Path, tmp_path: Path) -> None:
+    cand = load_candidate(good)
+    compose = good / COMPOSE
+    compose.unlink()
+    compose.symlink_to(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").write_text("x")
+    with pytest.raises(CandidateError, match="outside the candidate folder"):
+        list(cand.files())
+
+
+@pytest.mark.parametrize("name", ["..", ".", "-rf", ".hidden"])
+def test_dot_and_option_like_component_names_are_refused(good: Path, name: str) -> None:
+    _edit(good, "ComponentName: com.hbs.hub.Container", f"ComponentName: '{name}'")
+    err = problems(good)
+    assert err.field == "ComponentName" and "starting with a letter or digit" in str(err)
+
+
+@pytest.mark.parametrize("ref", [
+    "Registry.lab:5000/hil/Web:1.0",         # upper case in the path
+    "registry.lab:5000/hil/web:1.0; rm -rf /",
+    "--privileged",
+    "web:1.0:2.0",
+    "web@sha256:xyz",
+    "web@sha256:" + "A1" * 32,               # digest hex is lower case
+    "a" * 256,
+    "registry.lab:5000/hil/web:-latest",
+])
+def test_bad_image_references_are_refused_in_compose_and_manifest(good: Path, ref: str) -> None:
+    compose = good / COMPOSE
+    compose.write_text(compose.read_text().replace(WEB, ref, 1))
+    found = [p for p in problems(good).problems if p.file == str(compose)]  # (and the digest changed)
+    assert [p.field for p in found] == ["services.web.image"], found
+    (good / "candidate.yaml").write_text(f"images: [{json.dumps(ref)}]\n")
+    assert any(p.field == "images[0]" for p in problems(good).problems)
+
+
+@pytest.mark.parametrize("ref", [
+    "nginx", "nginx:1.25-alpine", "library/redis:7", "registry.lab:5000/hil/web:1.0",
+    "localhost/a__b/c-d.e:x", "[fd00::1]:5000/x/y:1", "web@sha256:" + "a1" * 32,
+    "registry.lab:5000/hil/web:1.0@sha256:" + "0f" * 32,
+])
+def test_good_image_references_pass(ref: str) -> None:
+    assert parse_image_ref(ref).name

@@ -146,3 +146,46 @@ def test_tampered_artifact_exits_2_before_any_hub_is_touched(app: typer.Typer, t
         assert "does not match" in text and "Traceback" not in r.output
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected: validation came first
+
+
+def _hostile(cand: Path, kind: str, tmp_path: Path) -> tuple[str, str]:
+    """Make ``cand`` hostile; returns (the file the error must name, the words it must say)."""
+    recipe = cand / "recipes/com.hbs.hub.Container-1.0.0.yaml"
+    if kind == "symlink":
+        (tmp_path / "runner.key").write_text("secret\n")
+        link = cand / "artifacts/com.hbs.hub.Container/1.0.0/key"
+        link.symlink_to(tmp_path / "runner.key")
+        return str(link), "outside the candidate folder"
+    if kind == "dotdot":
+        text = recipe.read_text().replace("ComponentName: com.hbs.hub.Container", "ComponentName: '..'")
+        recipe.write_text(text)
+        return str(recipe), "field ComponentName"
+    (cand / "candidate.yaml").write_text("images: ['--privileged']\n")
+    return str(cand / "candidate.yaml"), "field images[0]"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dotdot", "image"])
+def test_hostile_candidate_exits_2_before_any_hub_is_touched(app: typer.Typer, tmp_path: Path,
+                                                             kind: str) -> None:
+    import shutil
+
+    cand = tmp_path / "cand"
+    shutil.copytree(CANDIDATES / "good", cand)
+    file, words = _hostile(cand, kind, tmp_path)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        (tmp_path / "key").write_text("not used\n")
+        (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {PUBKEY}\n")
+        inv = tmp_path / "devices.yaml"
+        inv.write_text(f"devices:\n  hub-t:\n    ssh: {{host: 127.0.0.1, port: {port}, user: hil, "
+                       "key_file: key, known_hosts: known_hosts}\n")
+        r = invoke(app, "deploy", "hub-t", "--candidate", str(cand), "--devices", str(inv))
+        assert r.exit_code == 2, r.output
+        text = " ".join(r.output.split())
+        assert f"file {file}" in text and words in text, text
+        assert "Traceback" not in r.output
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected: validation came first

@@ -261,3 +261,23 @@ def test_device_of_node_id_prefers_the_longest_bounded_name() -> None:
     assert device_of("t.py::test_x[hub-01-b-2]", devs) == "hub-01-b"
     assert device_of("t.py::test_x[nohub]", devs) is None
     assert device_of("t.py::test_x", devs) is None
+
+
+def test_hostile_candidate_is_a_usage_error_before_any_lease(pytester: pytest.Pytester, rack: Path,
+                                                             tmp_path: Path) -> None:
+    import shutil
+
+    plugins = CONFTEST.replace('"hil_pytest.outcomes"]', '"hil_pytest.outcomes", "hil_pytest.deploy"]')
+    pytester.makeconftest(plugins)
+    pytester.makepyfile("def test_deployed(deployed):\n    pass\n")
+    cand = tmp_path / "cand"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "candidates" / "good", cand)
+    (tmp_path / "ci_key").write_text("secret\n")
+    link = cand / "recipes" / "key.yaml"
+    link.symlink_to(tmp_path / "ci_key")
+    result = pytester.runpytest_subprocess("--devices", str(rack), "--candidate", str(cand))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"file {link}" in err and "outside the candidate folder" in err, err
+    assert "Traceback" not in err + result.stdout.str()
+    assert not list((rack.parent / "leases").glob("*.lock"))  # no hub was even leased
