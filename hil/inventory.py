@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from hil.errors import InventoryError, InventoryProblems
 from hil.timeouts import Timeouts
@@ -149,7 +151,28 @@ class BrokerExpectation(_Record):
     foreign_key_file: Path | None = None
 
 
+class Service(StrEnum):
+    """Something a hub runs that checks can be about (``expect.services`` in devices.yaml)."""
+
+    SSH = "ssh"
+    CONSOLE = "console"
+    """A serial console with a login (the ``console:`` block says where)."""
+    GREENGRASS = "greengrass"
+    """An AWS IoT Greengrass v2 nucleus with its CLI (root: ``expect.greengrass_root``)."""
+    DOCKER = "docker"
+    """A container engine the harness reaches with ``sudo docker``."""
+    MQTT_BROKER = "mqtt_broker"
+    """An MQTT broker with mutual TLS (``expect.broker`` says where and with which identity)."""
+
+
+GREENGRASS_ROOT = "/greengrass/v2"
+"""The nucleus's default root folder (``--root`` of the installer)."""
+
+
 class Expectations(_Record):
+    services: frozenset[Service] | None = None
+    """What the hub runs. Omitted: derived, see ``Device.services``."""
+    greengrass_root: str = GREENGRASS_ROOT
     tcp_ports: list[int] = Field(default_factory=lambda: [22])
     udp_ports: list[int] = Field(default_factory=list)
     os_id: str = "debian"
@@ -159,6 +182,13 @@ class Expectations(_Record):
     """Paths on the device (fnmatch patterns) allowed to hold private keys."""
     min_free_disk_mb: int = 200
     min_free_mem_mb: int = 64
+
+    @field_validator("greengrass_root")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/") or "\0" in v:
+            raise ValueError(f"greengrass_root must be an absolute path on the hub, got {v!r}")
+        return v.rstrip("/") or "/"
 
     @field_validator("tcp_ports", "udp_ports")
     @classmethod
@@ -184,6 +214,53 @@ class Device(_Record):
         if not _NAME_RE.match(v):
             raise ValueError(f"device name {v!r} must be lower-case letters, digits, '.', '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _services_match_blocks(self) -> Device:
+        """``expect.services`` must agree with the blocks that describe those services."""
+        declared = self.expect.services
+        if declared is None:
+            return self
+        problem: str | None = None
+        if Service.SSH not in declared:
+            problem = "must include 'ssh': the harness reaches every hub over SSH"
+        for service, block, present in ((Service.CONSOLE, "console", self.console is not None),
+                                        (Service.MQTT_BROKER, "expect.broker",
+                                         self.expect.broker is not None)):
+            if problem is None and service in declared and not present:
+                problem = f"declares '{service}' but {block} is not set (it says how to reach it)"
+            elif problem is None and service not in declared and present:
+                problem = (f"{block} is set but '{service}' is not declared (add it to "
+                           f"expect.services, or set {block}: null)")
+        if problem is None:
+            return self
+        raise ValidationError.from_exception_data("Device", [InitErrorDetails(
+            type=PydanticCustomError("services", problem), loc=("expect", "services"),
+            input=sorted(declared))])
+
+    @property
+    def services(self) -> frozenset[Service]:
+        """What this hub is declared to run; checks about anything else are not applicable.
+
+        When ``expect.services`` is omitted the set is derived from what the entry
+        describes: ssh always, console with a ``console:`` block, mqtt_broker with an
+        ``expect.broker`` block, and never greengrass or docker. Why not "everything":
+        a default that claims a service the hub lacks turns its checks into false
+        failures (the nucleus-less gateway judged as a broken Greengrass hub); a default
+        that claims too little makes checks *not applicable*, which the report names
+        and the gate counts against promotion. The safe error is the visible one.
+        """
+        if self.expect.services is not None:
+            return self.expect.services
+        derived = {Service.SSH}
+        if self.console is not None:
+            derived.add(Service.CONSOLE)
+        if self.expect.broker is not None:
+            derived.add(Service.MQTT_BROKER)
+        return frozenset(derived)
+
+    def declares(self, service: Service) -> bool:
+        return service in self.services
 
 
 class LeaseSettings(_Record):

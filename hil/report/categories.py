@@ -1,7 +1,10 @@
 """Allure categories: product / infrastructure / harness, matched on the failure's class tag.
 
-The pytest plugin puts ``[product]``, ``[infrastructure]`` or ``[harness]`` at the
-front of every failure and infrastructure skip message; Allure matches on that.
+Allure's categories can only match a result's status and message, so the pytest
+plugin writes ``[product]``, ``[infrastructure]`` or ``[harness]`` at the front of every
+failure and classified skip message, from the exception's type (and a not-applicable
+skip's reason starts with ``not applicable:``). The gate never reads these: it takes
+``failure_class`` and ``disposition`` from results.jsonl and the Allure labels.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ CATEGORIES: list[dict[str, Any]] = [
         "name": "Harness problems (bug or misconfiguration in the harness)",
         "matchedStatuses": ["failed", "broken"],
         "messageRegex": r"(?s).*\[harness\].*",
+    },
+    {
+        "name": "Not applicable (the hub does not declare what the check is about)",
+        "matchedStatuses": ["skipped"],
+        "messageRegex": r"(?s)(?:Skipped: )?not applicable:.*",
     },
     {
         "name": "Harness problems (unclassified errors)",

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from hil.inventory import Service
 from hil_lab.topology import (
     DEFAULT_HUBS,
     LOOPBACK,
@@ -25,6 +26,13 @@ from hil_lab.topology import (
 
 CHECKED_IN = REPO_ROOT / "devices.yaml"
 
+PROFILE_SERVICES: dict[Profile, tuple[Service, ...]] = {
+    Profile.HARDENED: tuple(Service),
+    Profile.VULNERABLE: tuple(Service),
+}
+"""What a hub of each image profile runs (hil-lab-init starts sshd, the console getty, the
+nucleus, dockerd and mosquitto on both): written into each entry's expect.services."""
+
 
 def device_entry(hub: HubSpec) -> dict[str, Any]:
     entry: dict[str, Any] = {}
@@ -36,6 +44,7 @@ def device_entry(hub: HubSpec) -> dict[str, Any]:
     entry["ssh"] = {"host": hub.address}
     entry["console"] = {"url": hub.console_url}
     entry["power"] = {"driver": "tasmota", "url": f"http://{LOOPBACK}:{PDU_PORT}", "outlet": hub.outlet}
+    entry["expect"] = {"services": [s.value for s in PROFILE_SERVICES[hub.profile]]}
     return entry
 
 

@@ -20,23 +20,26 @@ from docker.models.containers import Container
 
 from hil.deploy.watch import watch_stable
 from hil.drivers.greengrass import STABLE_STATES, ComponentState, Greengrass, state_events
+from hil.inventory import Service
 from hil.probes.mqtt import MqttRoundTrip
 from hil_pytest.allure_labels import labels
-from hil_pytest.deploy import DeployedCandidate, Service
+from hil_pytest.deploy import ComposeService, DeployedCandidate
+from hil_pytest.verdicts import not_applicable
 
-pytestmark = [pytest.mark.functional]
+# every test here judges the candidate deployed as Greengrass components running containers
+pytestmark = [pytest.mark.functional, pytest.mark.needs_service("greengrass", "docker")]
 
 REDIS_PING = b"*1\r\n$4\r\nPING\r\n"
 NET_TIMEOUT = 5.0
 
 
-def _service(services: dict[str, Service], name: str) -> Service:
+def _service(services: dict[str, ComposeService], name: str) -> ComposeService:
     if name not in services:
         pytest.skip(f"the candidate has no '{name}' service")
     return services[name]
 
 
-def _containers(engine: DockerClient, svc: Service) -> list[Container]:
+def _containers(engine: DockerClient, svc: ComposeService) -> list[Container]:
     found: list[Container] = engine.containers.list(
         all=True, filters={"label": f"com.docker.compose.service={svc.name}"})
     return found
@@ -54,7 +57,8 @@ def test_components_running_and_stay_running(deployed: DeployedCandidate, greeng
 
 
 @labels("Candidate", "Containers", "critical")
-def test_long_running_containers_up(deployed: DeployedCandidate, candidate_services: dict[str, Service],
+def test_long_running_containers_up(deployed: DeployedCandidate,
+                                    candidate_services: dict[str, ComposeService],
                                     docker_engine: DockerClient) -> None:
     long_running = [s for s in candidate_services.values() if not s.one_shot]
     if not long_running:
@@ -69,7 +73,7 @@ def test_long_running_containers_up(deployed: DeployedCandidate, candidate_servi
 
 
 @labels("Candidate", "Containers", "critical")
-def test_one_shot_app_exited_0(deployed: DeployedCandidate, candidate_services: dict[str, Service],
+def test_one_shot_app_exited_0(deployed: DeployedCandidate, candidate_services: dict[str, ComposeService],
                                docker_engine: DockerClient) -> None:
     one_shot = [s for s in candidate_services.values() if s.one_shot]
     if not one_shot:
@@ -86,7 +90,8 @@ def test_one_shot_app_exited_0(deployed: DeployedCandidate, candidate_services: 
 
 
 @labels("Candidate", "Web", "critical")
-def test_web_answers_http_200(deployed: DeployedCandidate, candidate_services: dict[str, Service]) -> None:
+def test_web_answers_http_200(deployed: DeployedCandidate,
+                              candidate_services: dict[str, ComposeService]) -> None:
     svc = _service(candidate_services, "web")
     port = svc.published(80) or svc.published()
     if port is None:
@@ -100,7 +105,7 @@ def test_web_answers_http_200(deployed: DeployedCandidate, candidate_services: d
 
 
 @labels("Candidate", "Database", "critical")
-def test_db_answers_ping(deployed: DeployedCandidate, candidate_services: dict[str, Service]) -> None:
+def test_db_answers_ping(deployed: DeployedCandidate, candidate_services: dict[str, ComposeService]) -> None:
     svc = _service(candidate_services, "db")
     port = svc.published(6379) or svc.published()
     if port is None:
@@ -113,11 +118,12 @@ def test_db_answers_ping(deployed: DeployedCandidate, candidate_services: dict[s
 
 
 @labels("Broker", "MQTT publish/subscribe", "critical")
+@pytest.mark.needs_service("mqtt_broker")
 def test_mqtt_publish_subscribe_round_trip(deployed: DeployedCandidate) -> None:
     hub = deployed.hub
     broker = hub.device.expect.broker
     if broker is None:
-        pytest.skip(f"{hub.name}: no broker in the inventory's expectations")
+        raise not_applicable(hub.name, [Service.MQTT_BROKER])
     host = broker.host or deployed.address
     with MqttRoundTrip(host, broker.port, ca_file=broker.ca_file, cert_file=broker.cert_file,
                        key_file=broker.key_file, qos=1, timeout=10.0) as rt:

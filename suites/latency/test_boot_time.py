@@ -36,7 +36,7 @@ def _wait_for_ssh(hub: Hub, deadline: float) -> None:
         except HilError as exc:
             last = str(exc)
         time.sleep(POLL_S)
-    pytest.fail(f"[product] {hub.name}: SSH not ready {hub.timeouts.boot:.0f}s after power on ({last})",
+    pytest.fail(f"{hub.name}: SSH not ready {hub.timeouts.boot:.0f}s after power on ({last})",
                 pytrace=False)
 
 

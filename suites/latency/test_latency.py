@@ -14,12 +14,14 @@ from __future__ import annotations
 import pytest
 
 from hil.hub import Hub
+from hil.inventory import Service
 from hil.probes.latency import HttpRoundTrip, evidence_from_samples, measure, ssh_command_sampler
 from hil.probes.mqtt import MqttRoundTrip
 from hil.steps import step
 from hil_pytest.allure_labels import labels
-from hil_pytest.deploy import DeployedCandidate, Service
+from hil_pytest.deploy import ComposeService, DeployedCandidate
 from hil_pytest.latency import LatencyRecorder
+from hil_pytest.verdicts import not_applicable
 
 pytestmark = [pytest.mark.latency]
 
@@ -36,10 +38,11 @@ def test_ssh_command_round_trip(hub: Hub, latency: LatencyRecorder) -> None:
 
 
 @labels("Latency", "MQTT publish to receive", "critical")
+@pytest.mark.needs_service("mqtt_broker")
 def test_mqtt_publish_receive_round_trip(hub: Hub, latency: LatencyRecorder) -> None:
     broker = hub.device.expect.broker
     if broker is None:
-        pytest.skip(f"{hub.name}: no broker in the inventory's expectations")
+        raise not_applicable(hub.name, [Service.MQTT_BROKER])
     with step("measure mqtt_rtt", device=hub.name, rate_hz=latency.rate_hz, samples=latency.samples), \
             MqttRoundTrip(broker.host or hub.device.ssh.host, broker.port, ca_file=broker.ca_file,
                           cert_file=broker.cert_file, key_file=broker.key_file, qos=1,
@@ -50,7 +53,9 @@ def test_mqtt_publish_receive_round_trip(hub: Hub, latency: LatencyRecorder) -> 
 
 
 @labels("Latency", "HTTP request to the web container", "critical")
-def test_http_get_web_round_trip(deployed: DeployedCandidate, candidate_services: dict[str, Service],
+@pytest.mark.needs_service("greengrass", "docker")
+def test_http_get_web_round_trip(deployed: DeployedCandidate,
+                                 candidate_services: dict[str, ComposeService],
                                  latency: LatencyRecorder) -> None:
     web = candidate_services.get("web")
     port = (web.published(80) or web.published()) if web else None
@@ -67,6 +72,7 @@ def test_http_get_web_round_trip(deployed: DeployedCandidate, candidate_services
 
 
 @labels("Latency", "Deployment time", "normal")
+@pytest.mark.needs_service("greengrass", "docker")
 def test_deployment_time(deployed: DeployedCandidate, latency: LatencyRecorder) -> None:
     """One sample per hub: `deployment create` -> every component verified RUNNING (settled)."""
     seconds = deployed.result.durations["create_to_verified"]

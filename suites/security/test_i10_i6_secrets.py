@@ -10,6 +10,8 @@ prove the check on a fresh boot captured after a power cycle.
 
 from __future__ import annotations
 
+import pytest
+
 from hil.drivers.base import Console
 from hil.hub import Hub
 from hil.probes.console import console_login_gate
@@ -18,12 +20,12 @@ from suites.evidence import attach_evidence
 from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
-GREENGRASS_LOGS = "/greengrass/v2/logs"
 LOG_TAIL_LINES = 20000
 """Per log file: enough for a run's worth of logging, bounded for huge logs."""
 
 
 @owasp("I10", isvs="V5", severity=BLOCKER)
+@pytest.mark.needs_service("console")
 def test_console_asks_for_login(hub: Hub, console: Console) -> None:
     gate = console_login_gate(console)
     attach_evidence("console login gate", gate)
@@ -36,6 +38,7 @@ def _findings(scans: list[SecretScan]) -> list[str]:
 
 
 @owasp("I10", isvs="V5")
+@pytest.mark.needs_service("console")
 def test_no_secrets_in_boot_log(hub: Hub, console: Console) -> None:
     console.state(hub.timeouts.console_open)  # a prompt: whatever the server replays is in by now
     capture = console.captured()
@@ -53,11 +56,13 @@ def test_no_secrets_in_boot_log(hub: Hub, console: Console) -> None:
 
 
 @owasp("I6", isvs="V3")
+@pytest.mark.needs_service("greengrass")
 def test_no_secrets_in_greengrass_logs(hub: Hub) -> None:
-    listing = hub.ssh.run(["find", GREENGRASS_LOGS, "-maxdepth", "2", "-type", "f", "-name", "*.log"],
+    logs = f"{hub.device.expect.greengrass_root}/logs"
+    listing = hub.ssh.run(["find", logs, "-maxdepth", "2", "-type", "f", "-name", "*.log"],
                           sudo=True, timeout=hub.timeouts.ssh_command).check()
     files = sorted(p for p in listing.stdout.splitlines() if p.strip())
-    assert files, f"{hub.name}: no log files under {GREENGRASS_LOGS} (is the nucleus installed?)"
+    assert files, f"{hub.name}: no log files under {logs} (is the nucleus installed?)"
     scans = []
     for path in files:
         res = hub.ssh.run(["tail", "-n", str(LOG_TAIL_LINES), path], sudo=True,

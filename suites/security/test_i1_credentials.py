@@ -36,6 +36,7 @@ def test_ssh_refuses_default_credentials(hub: Hub) -> None:
 
 
 @owasp("I1", isvs="V5", severity=BLOCKER)
+@pytest.mark.needs_service("console")
 def test_console_refuses_default_credentials(hub: Hub, console: Console) -> None:
     ev = console_default_credentials(console, timeout=hub.timeouts.console_open)
     attach_evidence("console default credentials", ev)

@@ -8,6 +8,8 @@ refused on any address: a local Docker API or telnet is a privilege escalation p
 
 from __future__ import annotations
 
+import pytest
+
 from hil.hub import Hub
 from hil.probes.mqtt import plaintext_connect
 from hil.probes.ports import (
@@ -64,6 +66,7 @@ def test_ssh_audit_has_no_failures(hub: Hub) -> None:
 
 
 @owasp("I2", isvs="V3", severity=BLOCKER)
+@pytest.mark.needs_service("docker")
 def test_no_docker_api_on_tcp(hub: Hub) -> None:
     net = docker_api_exposure(hub.device.ssh.host)
     sockets = listening_sockets(hub.ssh, timeout=hub.timeouts.ssh_command)
@@ -77,6 +80,7 @@ def test_no_docker_api_on_tcp(hub: Hub) -> None:
 
 
 @owasp("I2", isvs="V4", severity=BLOCKER)
+@pytest.mark.needs_service("mqtt_broker")
 def test_no_plaintext_mqtt(hub: Hub) -> None:
     att = plaintext_connect(hub.device.ssh.host, device=hub.name)
     attach_evidence("plaintext MQTT CONNECT on 1883", att)

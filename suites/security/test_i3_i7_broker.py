@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from hil.hub import Hub
-from hil.inventory import BrokerExpectation
+from hil.inventory import BrokerExpectation, Service
 from hil.probes.mqtt import ClientIdentity, broker_identities, mtls_matrix
 from hil.probes.tls import TlsEvidence
+from hil_pytest.verdicts import not_applicable
 from suites.evidence import attach_evidence
 from suites.labels import BLOCKER
 from suites.security.owasp import owasp
@@ -17,10 +18,14 @@ MIN_DAYS_VALID = 30
 """The server certificate must not expire within this many days (renewal window)."""
 
 
+# every check here is about the hub's MQTT broker
+pytestmark = [pytest.mark.needs_service("mqtt_broker")]
+
+
 def _broker(hub: Hub) -> BrokerExpectation:
     broker = hub.device.expect.broker
     if broker is None:
-        pytest.skip(f"{hub.name}: devices.yaml has no expect.broker")
+        raise not_applicable(hub.name, [Service.MQTT_BROKER])
     return broker
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from hil.hub import Hub
 from hil.probes.host import container_isolation, docker_socket, sysctl
 from suites.evidence import attach_evidence
@@ -14,6 +16,7 @@ FULL_ASLR = "2"
 
 
 @owasp("I9", isvs="V3", severity=BLOCKER)
+@pytest.mark.needs_service("docker")
 def test_docker_socket_permissions(hub: Hub) -> None:
     sock = docker_socket(hub.ssh, DOCKER_SOCKET, timeout=hub.timeouts.ssh_command)
     attach_evidence("docker socket", sock)
@@ -25,6 +28,7 @@ def test_docker_socket_permissions(hub: Hub) -> None:
 
 
 @owasp("I9", isvs="V3", severity=BLOCKER)
+@pytest.mark.needs_service("docker")
 def test_containers_isolated(hub: Hub) -> None:
     scan = container_isolation(hub.ssh, timeout=hub.timeouts.ssh_command)
     attach_evidence("container isolation", scan)

@@ -31,6 +31,7 @@ def test_reachable_over_ssh(hub: Hub) -> None:
 
 
 @labelled(feature="Smoke", story="Reachable over the serial console", severity=CRITICAL)
+@pytest.mark.needs_service("console")
 def test_reachable_over_console(hub: Hub, console: Console) -> None:
     gate = console_login_gate(console)
     attach_evidence("console login gate", gate)
@@ -87,6 +88,7 @@ def test_memory_headroom(hub: Hub) -> None:
 
 
 @labelled(feature="Smoke", story="Nucleus healthy", severity=BLOCKER)
+@pytest.mark.needs_service("greengrass")
 def test_nucleus_healthy(hub: Hub) -> None:
     gg = Greengrass(hub.ssh, timeout=hub.timeouts.health)
     components = gg.component_list()  # raises (test fails) when greengrass-cli does not answer
@@ -97,6 +99,7 @@ def test_nucleus_healthy(hub: Hub) -> None:
 
 
 @labelled(feature="Smoke", story="Container engine healthy", severity=BLOCKER)
+@pytest.mark.needs_service("docker")
 def test_docker_engine_healthy(hub: Hub) -> None:
     res = hub.ssh.run(["docker", "info", "--format", "{{json .}}"], sudo=True,
                       timeout=hub.timeouts.health)

@@ -158,8 +158,8 @@ def test_unreachable_hub_is_broken_and_its_tests_skip(pytester: pytest.Pytester,
                                  "*[[]infrastructure[]]*hub-a*broken*"])
     lines = [json.loads(x) for x in
              (pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines()]
-    assert [(r["device"], r["outcome"], r["failure_class"]) for r in lines] == \
-        [("hub-a", "skipped", "infrastructure")] * 2
+    assert [(r["device"], r["outcome"], r["failure_class"], r["disposition"]) for r in lines] == \
+        [("hub-a", "skipped", "infrastructure", "skipped")] * 2
 
 
 FAILURES = textwrap.dedent("""\
@@ -195,6 +195,81 @@ def test_failure_classes_reach_message_junit_and_results(pytester: pytest.Pytest
     assert {k: v["failure_class"] for k, v in rows.items()} == {
         "test_product": "product", "test_harness": "harness", "test_infra": "infrastructure", "test_ok": None}
     assert rows["test_product"]["message"].startswith("AssertionError: [product]")
+    assert {k: v["disposition"] for k, v in rows.items()} == {
+        "test_product": "failed", "test_harness": "failed", "test_infra": "failed", "test_ok": "passed"}
+
+
+PROFILE_TESTS = textwrap.dedent("""\
+    import pytest
+
+    @pytest.mark.needs_service("docker")
+    def test_docker(_hil_device):
+        pass
+
+    @pytest.mark.needs_service("console", "greengrass")
+    def test_console_and_nucleus(hub):
+        raise AssertionError("must not run: no hub declares these")
+
+    @pytest.mark.needs_service("ssh")
+    def test_ssh(_hil_device):
+        pass
+
+    def test_plain_skip(_hil_device):
+        pytest.skip("nothing to see")
+    """)
+
+
+def test_a_service_the_hub_does_not_declare_is_not_applicable(pytester: pytest.Pytester,
+                                                              rack: Path) -> None:
+    rack.write_text(rack.read_text().replace("ssh: {host: 127.0.0.1, port: 10}}",
+                                             "ssh: {host: 127.0.0.1, port: 10}, "
+                                             "expect: {services: [ssh, docker]}}"))
+    pytester.makepyfile(PROFILE_TESTS)
+    store = make_lease_store(load_inventory(rack))
+    held = store.acquire("hub-a", timeout=1)  # a not-applicable test must not even wait for a lease
+    try:
+        result = pytester.runpytest("--devices", str(rack), "-rs", "--lease-timeout", "0.2",
+                                    "-k", "not test_ssh and not test_plain_skip")
+    finally:
+        held.release()
+    result.assert_outcomes(passed=1, skipped=3)
+    result.stdout.fnmatch_lines([
+        "*not applicable: hub-a does not declare service 'docker' (expect.services)*",
+        "*not applicable: hub-a does not declare services 'console', 'greengrass' (expect.services)*",
+        "*not applicable: hub-b does not declare services 'console', 'greengrass' (expect.services)*",
+    ])
+    rows = {r["nodeid"].split("::")[1]: r for r in map(json.loads, (
+        pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines())}
+    assert {k: (v["outcome"], v["disposition"], v["failure_class"]) for k, v in rows.items()} == {
+        "test_docker[hub-a]": ("skipped", "not_applicable", None),
+        "test_docker[hub-b]": ("passed", "passed", None),
+        "test_console_and_nucleus[hub-a]": ("skipped", "not_applicable", None),
+        "test_console_and_nucleus[hub-b]": ("skipped", "not_applicable", None),
+    }
+
+
+def test_plain_and_classified_skips_keep_their_disposition(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(PROFILE_TESTS)
+    result = pytester.runpytest("--devices", str(rack), "--device", "hub-a",
+                                "-k", "test_ssh or test_plain_skip")
+    result.assert_outcomes(passed=1, skipped=1)
+    rows = {r["nodeid"].split("::")[1]: r for r in map(json.loads, (
+        pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines())}
+    assert {k: (v["disposition"], v["failure_class"]) for k, v in rows.items()} == {
+        "test_ssh[hub-a]": ("passed", None), "test_plain_skip[hub-a]": ("skipped", None)}
+
+
+def test_unknown_service_in_the_marker_is_a_usage_error(pytester: pytest.Pytester, rack: Path) -> None:
+    pytester.makepyfile(textwrap.dedent("""\
+        import pytest
+
+        @pytest.mark.needs_service("dockr")
+        def test_x(_hil_device):
+            pass
+        """))
+    result = pytester.runpytest("--devices", str(rack))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_x*needs_service('dockr'): unknown service; known: ssh, console,*"])
 
 
 def test_allure_results_carry_labels_categories_and_environment(pytester: pytest.Pytester,
@@ -213,13 +288,13 @@ def test_allure_results_carry_labels_categories_and_environment(pytester: pytest
     result.assert_outcomes(failed=1)
     res_dir = pytester.path / "allure"
     cats = json.loads((res_dir / "categories.json").read_text())
-    assert {c["name"].split(" ")[0] for c in cats} == {"Infrastructure", "Product", "Harness"}
+    assert {c["name"].split(" ")[0] for c in cats} == {"Infrastructure", "Product", "Harness", "Not"}
     env = (res_dir / "environment.properties").read_text()
     assert "inventory.sha256=" in env and "devices=hub-b" in env and "harness.revision=" in env
     (res,) = [json.loads(p.read_text()) for p in res_dir.glob("*-result.json")]
     labels = {(lb["name"], lb["value"]) for lb in res["labels"]}
     assert {("device", "hub-b"), ("model", "pi5"), ("suite", "smoke"),
-            ("failure_class", "product")} <= labels
+            ("failure_class", "product"), ("disposition", "failed")} <= labels
     assert res["statusDetails"]["message"].startswith("AssertionError: [product] device said no")
     (st,) = res["steps"]
     assert st["name"] == "ssh: true"
