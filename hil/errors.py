@@ -18,20 +18,6 @@ class FailureClass(StrEnum):
     HARNESS = "harness"
 
 
-class Disposition(StrEnum):
-    """What became of one test, as the report and the gate count it.
-
-    ``not_applicable``: the hub does not declare what the test is about (its device
-    profile), so there is nothing to judge; ``skipped``: it could have run but did not
-    (the lab failed, no candidate, ...): its ``failure_class`` says why.
-    """
-
-    PASSED = "passed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    NOT_APPLICABLE = "not_applicable"
-
-
 class HilError(Exception):
     """Base of every error the harness raises on purpose."""
 

@@ -128,7 +128,8 @@ def test_every_applicable_check_is_judged_and_nothing_is_blamed(profile_run: dic
                                                                 hub: str) -> None:
     rows = profile_run[hub]
     judged = {t: r["disposition"] for t, r in rows.items() if r["disposition"] != "not_applicable"}
-    assert judged and set(judged.values()) == {"passed"}, (judged, profile_run["proc"]["out"])
+    bad = {t: rows[t]["message"][:300] for t, d in judged.items() if d != "passed"}
+    assert judged and not bad, bad
     assert not [r for r in rows.values() if r["failure_class"]], profile_run["proc"]["out"]
     if hub == "hub-02":  # the broker it declares is judged, not skipped
         assert set(judged) >= BROKER

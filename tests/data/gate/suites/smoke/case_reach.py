@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from hil_pytest.devices import skip_infra
+from hil_pytest.verdicts import InfrastructureSkip
 
 SCENARIO = os.environ.get("GATE_SCENARIO", "good")
 DEVICES = ["hub-01", "hub-02"]
@@ -12,7 +12,7 @@ DEVICES = ["hub-01", "hub-02"]
 @pytest.mark.parametrize("device", DEVICES)
 def test_ssh_answers(device: str) -> None:
     if SCENARIO == "infra" and device == "hub-02":
-        skip_infra("hub-02 unreachable after recovery: power cycle did not bring SSH back")
+        raise InfrastructureSkip("hub-02 unreachable after recovery: power cycle did not bring SSH back")
     assert device.startswith("hub-")
 
 
@@ -20,5 +20,5 @@ def test_ssh_answers(device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_nucleus_healthy(device: str) -> None:
     if SCENARIO == "infra" and device == "hub-02":
-        skip_infra("hub-02 is marked broken")
+        raise InfrastructureSkip("hub-02 is marked broken")
     assert True
