@@ -15,6 +15,9 @@ def report(
         metavar="DIR", help="allure-results folder")] = Path("reports/allure-results"),
     report_dir: Annotated[Path, typer.Option(
         "--report", metavar="DIR", help="where the HTML report goes")] = Path("reports/allure-report"),
+    decision: Annotated[Path, typer.Option(
+        metavar="FILE", help="the gate decision to show in the report (left out when absent or of "
+        "another run)")] = Path("reports/gate.json"),
     tools: Annotated[Path | None, typer.Option(
         metavar="DIR",
         help="where allure-commandline is installed from npm (default: .tools/ in the checkout)")] = None,
@@ -23,7 +26,8 @@ def report(
     from hil.report.html import build_report, ensure_allure
 
     with exit_codes():  # 2: no results there; 3: the generator could not be installed or failed
-        index = build_report(results, report_dir, allure=ensure_allure(tools))
+        index = build_report(results, report_dir, allure=ensure_allure(tools), gate_json=decision,
+                             say=typer.echo)
     typer.echo(f"HTML report: {index.resolve()}")
 
 

@@ -49,3 +49,17 @@ def write_environment(results_dir: Path, env: Mapping[str, str]) -> Path:
     lines = [f"{k.replace(' ', '_')}={_escape(v)}" for k, v in env.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def add_environment(results_dir: Path, entries: Mapping[str, str]) -> Path:
+    """Set ``entries`` in the results' environment.properties, keeping the other lines."""
+    path = results_dir / "environment.properties"
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    keys = {k.replace(" ", "_") for k in entries}
+    kept = [ln for ln in lines if ln.partition("=")[0] not in keys]
+    kept += [f"{k.replace(' ', '_')}={_escape(v)}" for k, v in entries.items()]
+    path.write_text("\n".join(kept) + "\n")
+    return path

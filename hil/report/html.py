@@ -11,11 +11,13 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hil.errors import InfrastructureError, UserError
 from hil.gate.ci import CiJob, ci_job
+from hil.report.verdict import GateVerdict, write_verdict
 
 ALLURE_NPM_PACKAGE = "allure-commandline@^2.30"
 DEFAULT_TOOLS_DIR = Path(__file__).resolve().parents[2] / ".tools"
@@ -84,13 +86,22 @@ def ensure_allure(tools: Path | None = None, *, timeout: float = NPM_INSTALL_TIM
     return launcher
 
 
-def executor(job: CiJob, report_url: str | None = None) -> dict[str, object]:
-    """Allure's executor.json: who ran the tests (the CI job and its URL when present)."""
+def executor(job: CiJob, report_url: str | None = None,
+             verdict: GateVerdict | None = None) -> dict[str, object]:
+    """Allure's executor.json: who ran the tests, the entry linking to the CI job when there is one.
+
+    With a gate decision, the report's title and the entry's build name carry it (hil.report.verdict).
+    """
     doc: dict[str, object] = {"name": {"gitlab": "GitLab CI", "github": "GitHub Actions",
                                        "jenkins": "Jenkins"}.get(job.system, "hil (local)"),
                               "type": job.system}
-    for key, value in (("buildName", job.build_name or job.name), ("buildUrl", job.build_url or job.url),
-                       ("url", job.url), ("reportUrl", report_url), ("reportName", "HIL gate report")):
+    build = " ".join(p for p in (job.name, job.build_name and f"({job.build_name})") if p) or None
+    title = "HIL gate report"
+    if verdict is not None:
+        build = f"{build or 'hil'}: {verdict.headline}"
+        title = f"HIL gate: {verdict.headline}"
+    for key, value in (("buildName", build), ("buildUrl", job.url or job.build_url),
+                       ("url", job.url), ("reportUrl", report_url), ("reportName", title)):
         if value:
             doc[key] = value
     return doc
@@ -106,13 +117,23 @@ def carry_history(results: Path, previous_report: Path) -> bool:
 
 
 def build_report(results: Path, out: Path, *, allure: Path | None = None, job: CiJob | None = None,
-                 timeout: float = GENERATE_TIMEOUT) -> Path:
-    """Generate the HTML report from ``results``; return the path of its index.html."""
+                 timeout: float = GENERATE_TIMEOUT, gate_json: Path | None = None,
+                 say: Callable[[str], None] | None = None) -> Path:
+    """Generate the HTML report from ``results``; return the path of its index.html.
+
+    ``gate_json``: the run's gate decision, shown in the report (hil.report.verdict).
+    """
     if not results.is_dir() or not any(results.glob("*-result.json")):
         raise UserError("no allure results here (run pytest with --alluredir first)", file=str(results))
     launcher = allure or ensure_allure()
     carry_history(results, out)
-    (results / "executor.json").write_text(json.dumps(executor(job or ci_job()), indent=2), encoding="utf-8")
+    verdict = None
+    if gate_json is not None:
+        verdict, note = write_verdict(results, gate_json)
+        if say is not None:
+            say(note)
+    (results / "executor.json").write_text(json.dumps(executor(job or ci_job(), verdict=verdict), indent=2),
+                                           encoding="utf-8")
     # ours supersede the plugin's copy: the same tagged entries plus the untagged fallbacks
     (results / "categories.json").write_text(json.dumps(categories(), indent=2), encoding="utf-8")
     argv = [str(launcher), "generate", "--clean", str(results), "-o", str(out)]

@@ -25,8 +25,8 @@ DEVICES = {"hub-01": "virtual-pi4", "hub-02": "virtual-pi4"}
 def test_executor_names_the_ci_job() -> None:
     gl = ci_job({"GITLAB_CI": "true", "CI_JOB_NAME": "hil-gate", "CI_JOB_URL": "https://gl/j/7",
                  "CI_PIPELINE_ID": "42", "CI_PIPELINE_URL": "https://gl/p/42"})
-    assert executor(gl) == {"name": "GitLab CI", "type": "gitlab", "buildName": "pipeline 42",
-                            "buildUrl": "https://gl/p/42", "url": "https://gl/j/7",
+    assert executor(gl) == {"name": "GitLab CI", "type": "gitlab", "buildName": "hil-gate (pipeline 42)",
+                            "buildUrl": "https://gl/j/7", "url": "https://gl/j/7",
                             "reportName": "HIL gate report"}
     gh = ci_job({"GITHUB_ACTIONS": "true", "GITHUB_SERVER_URL": "https://github.com",
                  "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "9", "GITHUB_RUN_NUMBER": "3"})
@@ -71,9 +71,9 @@ def test_hil_report_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "allure-report"
     for n in (1, 2):
         proc = subprocess.run([*HIL, "report", "--results", str(rec.allure), "--report", str(out)],
-                              capture_output=True, text=True, timeout=600, check=False)
+                              capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert proc.stdout.strip() == f"HTML report: {(out / 'index.html').resolve()}"
+        assert proc.stdout.splitlines()[-1] == f"HTML report: {(out / 'index.html').resolve()}"
         trend = json.loads((out / "history" / "history-trend.json").read_text())
         assert len(trend) == n
     cases = [json.loads(p.read_text()) for p in (out / "data" / "test-cases").glob("*.json")]
