@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTFS = REPO / "lab" / "hub" / "rootfs"
+ROOTFS = REPO / "lab" / "hil_lab" / "hub" / "rootfs"
 NUCLEUS_DIR = ROOTFS / "opt" / "hil-lab" / "nucleus"
 START = NUCLEUS_DIR / "start"
 CLI = ROOTFS / "greengrass" / "v2" / "bin" / "greengrass-cli"
@@ -294,6 +294,44 @@ def test_startup_component_runs_with_interpolation_and_logs(gg: NucleusProcess, 
     listing_out = gg.cli("deployment", "list").stdout.splitlines()
     assert listing_out[0] == f"Deployment ID: {dep_id}" and CREATED_ON.match(listing_out[1])
     assert listing_out[2] == "Status: SUCCEEDED"
+
+
+def _b64_sha256(data: bytes) -> str:
+    import base64
+    import hashlib
+
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def test_artifact_digest_is_verified_and_one_changed_byte_fails_the_deployment(
+        gg: NucleusProcess, base: Path) -> None:
+    """OWASP I4 on the hub: the recipe's Digest is checked before anything changes."""
+    name = "com.hbs.Digested"
+    body = b"#!/bin/sh\necho version-1\n"
+
+    def deploy(version: str, payload: bytes, digest: str) -> list[str]:
+        recipes, artifacts = base / f"r{version}", base / f"a{version}"
+        (artifacts / name / version).mkdir(parents=True)
+        (artifacts / name / version / "run.sh").write_bytes(payload)
+        write_recipe(recipes, name, version, {"Startup": "sh {artifacts:path}/run.sh"},
+                     artifacts=[{"URI": "s3://bucket/run.sh", "Digest": digest, "Algorithm": "SHA-256"}])
+        return gg.wait_done(gg.deploy("--recipeDir", str(recipes), "--artifactDir", str(artifacts),
+                                      "--merge", f"{name}={version}"))
+
+    assert deploy("1.0.0", body, _b64_sha256(body))[0].endswith(": SUCCEEDED")
+    tampered = bytearray(body.replace(b"version-1", b"version-2"))
+    good_digest = _b64_sha256(bytes(tampered))
+    tampered[-2] ^= 0x01  # one byte changed after the recipe was made
+    lines = deploy("2.0.0", bytes(tampered), good_digest)
+    assert lines[0].endswith(": FAILED"), lines
+    assert "Detailed Status: FAILED_NO_STATE_CHANGE" in lines
+    stack = "DEPLOYMENT_FAILURE, ARTIFACT_DOWNLOAD_ERROR, ARTIFACT_CHECKSUM_MISMATCH"
+    assert f"Deployment Error Stack: {stack}" in lines
+    assert any(ln.startswith("Deployment Failure Cause: Integrity check for downloaded artifact failed")
+               for ln in lines), lines
+    assert gg.components()[name]["Version"] == "1.0.0" and gg.components()[name]["State"] == "RUNNING"
+    assert "the digest on disk does not match the digest in the recipe" in gg.log()
+    assert not (gg.root / "packages" / "artifacts" / name / "2.0.0").exists()
 
 
 def test_run_component_finishes(gg: NucleusProcess, base: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import grp
+import hashlib
 import json
 import os
 import pwd
@@ -25,7 +27,11 @@ from .service import BROKEN, ExternalService, RunAs, wait_until
 LOGGER = "com.aws.greengrass.deployment.DeploymentService"
 MERGER = "com.aws.greengrass.deployment.DeploymentConfigMerger"
 DEFAULT_GROUP = "LOCAL_DEPLOYMENT"
+DOWNLOADER = "com.aws.greengrass.componentmanager.builtins.S3Downloader"
 TRACK_TIMEOUT = 3600.0  # a deployment waits at most this long for its components (safety net)
+# Java MessageDigest names the recipe's Algorithm may use (matched case-insensitively, as Java does)
+DIGESTS = {"MD5": "md5", "SHA-1": "sha1", "SHA-224": "sha224", "SHA-256": "sha256", "SHA-384": "sha384",
+           "SHA-512": "sha512"}
 POLL = 0.05
 
 
@@ -295,12 +301,55 @@ class DeploymentService:
                 file_name = _artifact_file(artifact)
                 if file_name is None:
                     continue
-                if not ((spool / name / version / file_name).exists()
-                        or (self.kernel.layout.artifacts / name / version / file_name).exists()):
+                # the deployment's copy replaces the stored one, so that is the file to verify
+                path = spool / name / version / file_name
+                if not path.exists():
+                    path = self.kernel.layout.artifacts / name / version / file_name
+                if not path.exists():
                     raise DeploymentFailure(
                         f"Failed to find artifact {file_name} of {name}-{version} in the local artifact directory",
                         ["DEPLOYMENT_FAILURE", "ARTIFACT_DOWNLOAD_ERROR", "LOCAL_ARTIFACT_NOT_FOUND"],
                         ["USER_COMPONENT_ERROR"])
+                self._verify_digest(name, version, artifact, path)
+
+    def _verify_digest(self, name: str, version: str, artifact: dict[str, Any], path: Path) -> None:
+        """As the nucleus's ArtifactDownloader: a recipe without Digest uses the local file as it is
+        (a local recipe); with one, a file whose digest differs is not used. The real nucleus then
+        downloads the artifact again and checks that copy; the stand-in has no cloud to download
+        from, so it behaves as a download that delivered the same bytes: the integrity check fails
+        and the deployment fails before anything changes (FAILED_NO_STATE_CHANGE)."""
+        digest = _ci(artifact, "Digest")
+        algorithm = _ci(artifact, "Algorithm")
+        if not digest:
+            return
+        uri = str(_ci(artifact, "URI") or "")
+        prefix = f"Failed to download artifact name: '{uri}' for component {name}-{version}, reason: "
+        if not algorithm:
+            raise DeploymentFailure(prefix + "Algorithm missing from artifact",
+                                    ["DEPLOYMENT_FAILURE", "ARTIFACT_DOWNLOAD_ERROR",
+                                     "RECIPE_MISSING_ARTIFACT_HASH_ALGORITHM"], ["COMPONENT_RECIPE_ERROR"])
+        hash_name = DIGESTS.get(str(algorithm).upper())
+        if hash_name is None:
+            raise DeploymentFailure(prefix + "Algorithm requested for artifact checksum is not supported",
+                                    ["DEPLOYMENT_FAILURE", "ARTIFACT_DOWNLOAD_ERROR",
+                                     "HASHING_ALGORITHM_UNAVAILABLE"], ["DEVICE_ERROR"])
+        h = hashlib.new(hash_name)
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if base64.b64encode(h.digest()).decode("ascii") == str(digest):
+            return
+        log = self.kernel.logs.main
+        kv = {"artifactUri": uri, "componentIdentifier": name}
+        log.write("WARN", DOWNLOADER, "", "Artifact appears to exist on disk, but the digest on disk does not "
+                  "match the digest in the recipe. Will attempt to download it again.", kv)
+        log.write("ERROR", DOWNLOADER, "download-artifact", "Integrity check for downloaded artifact failed. "
+                  "Probably due to the file changing after creating the component version", kv)
+        raise DeploymentFailure(
+            "Integrity check for downloaded artifact failed. Probably due to the file changing after creating "
+            f"the component version: {uri} of {name}-{version}",
+            ["DEPLOYMENT_FAILURE", "ARTIFACT_DOWNLOAD_ERROR", "ARTIFACT_CHECKSUM_MISMATCH"],
+            ["COMPONENT_RECIPE_ERROR"])
 
     # ---- merge --------------------------------------------------------------------------------
 
