@@ -27,8 +27,11 @@ from hil.errors import DeviceUnreachable
 API_VERSION = "1.41"
 """Docker 20.10's API; later engines still serve it, so no version probe at construction."""
 DIAL_STDIO = ["docker", "system", "dial-stdio"]
-BASE_URL = "http://hil-docker-over-ssh"
-"""A placeholder host: requests picks the adapter mounted for this prefix."""
+BASE_URL = "http+docker://ssh-dial-stdio"
+"""A placeholder host: requests picks the adapter mounted for this prefix. It starts with
+docker-py's own ``http+docker://ssh`` so that the SDK's raw-stream calls (``get_archive``,
+``attach_socket``, logs with ``stream=True``) take the socket of a paramiko channel as it
+does for its own SSH transport (``response.raw._fp.fp.channel``)."""
 
 TransportSource = Callable[[], paramiko.Transport]
 
