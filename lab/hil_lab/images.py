@@ -35,7 +35,8 @@ from hil_lab.topology import SLOT
 LAB_DIR = Path(__file__).resolve().parent
 HUB_CONTEXT = LAB_DIR / "hub"
 IMAGES_DIR = LAB_DIR / "images"
-COMPONENTS = ("web", "app", "db")
+COMPONENTS = ("web", "app", "db", "agent")
+"""Images of the example candidates: good/upgrade use web, app, db; outdated uses agent."""
 
 SUITE = "bookworm"
 BASE_PACKAGES = (
@@ -80,7 +81,7 @@ class LabImages:
     base: str
     hub: str
     registry: str
-    components: dict[str, str]  # {"web": "hil-lab/web:<hash>", "app": ..., "db": ...}
+    components: dict[str, str]  # {"web": "hil-lab/web:<hash>", "app": ..., "db": ..., "agent": ...}
 
 
 # ---------------------------------------------------------------- input hashes

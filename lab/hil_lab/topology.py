@@ -68,7 +68,8 @@ def lab_inventory_path(hub_count: int = 3) -> Path:
                         else f"devices.slot-{SLOT}-lab-{hub_count}.yaml")
 
 
-COMPONENT_REPOSITORIES = {"web": "hil/web:1.0", "app": "hil/app:1.0", "db": "hil/db:1.0"}
+COMPONENT_REPOSITORIES = {"web": "hil/web:1.0", "app": "hil/app:1.0", "db": "hil/db:1.0",
+                          "agent": "hil/agent:0.9"}
 
 
 class Profile(StrEnum):
