@@ -6,5 +6,6 @@ pytest_plugins = [
     "hil_pytest.outcomes",
     "hil_pytest.gate",
     "hil_pytest.security",
+    "hil_pytest.software",
     "hil_pytest.run_meta", "hil_pytest.deploy", "hil_pytest.latency",
 ]

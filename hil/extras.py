@@ -36,8 +36,8 @@ class Extra:
 EXTRAS: dict[str, Extra] = {
     "lab": Extra("the virtual lab (`hil lab ...`): Docker SDK and the lab CA",
                  modules=("docker", "cryptography")),
-    "security": Extra("the security suite's TLS and SSH scanners (sslyze, ssh-audit)",
-                      modules=("sslyze",), programs=("ssh-audit",)),
+    "security": Extra("the security suite's TLS and SSH scanners (sslyze, ssh-audit) and SBOMs (CycloneDX)",
+                      modules=("sslyze", "cyclonedx", "packageurl"), programs=("ssh-audit",)),
     "postgres": Extra("the shared PostgreSQL lease store (lease.store: postgresql://...)",
                       modules=("psycopg",)),
     "plots": Extra("latency plots (PNG attachments)", modules=("matplotlib",)),

@@ -16,6 +16,8 @@ ITEMS: dict[str, str] = {
     "I1": "Weak, guessable or hardcoded passwords",
     "I2": "Insecure network services",
     "I3": "Insecure ecosystem interfaces",
+    "I4": "Lack of secure update mechanism",
+    "I5": "Use of insecure or outdated components",
     "I6": "Insufficient privacy protection",
     "I7": "Insecure data transfer and storage",
     "I9": "Insecure default settings",

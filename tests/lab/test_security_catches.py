@@ -5,8 +5,10 @@ parallel; per defect of lab/DEFECTS.md, the check that targets it must FAIL on h
 with a message naming the defect, and PASS on the hardened hub. Defects the vulnerable
 profile cannot carry are injected by the child around their check (tests/lab/hub_faults.py):
 host-network/host-pid/privileged/docker.sock containers (I9) and a token + private key in
-a component log (I6). ASLR is host-kernel-wide in the virtual lab and never changed: its
-check is shown failing on the kernel's other values in tests/unit/test_security_offline.py.
+a component log (I6); the vulnerable hub's run judges the images of candidates/outdated
+(I5), the hardened hub's those of candidates/good. ASLR is host-kernel-wide in the
+virtual lab and never changed: its check is shown failing on the kernel's other values
+in tests/unit/test_security_offline.py.
 """
 
 from __future__ import annotations
@@ -88,7 +90,22 @@ CATCHES: tuple[Catch, ...] = (
           "test_i9_defaults.py::test_containers_isolated", "host network"),
     Catch("I6*", "injected: token and private key in a component log",
           "test_i10_i6_secrets.py::test_no_secrets_in_greengrass_logs", "pem-private-key"),
+    Catch("U1", "apt accepts unsigned packages (apt-config dump)",
+          "test_i4_update.py::test_apt_refuses_unauthenticated_packages", "AllowUnauthenticated"),
+    Catch("U2", "a [trusted=yes] apt source",
+          "test_i4_update.py::test_apt_sources_are_verified", "trusted=yes"),
+    Catch("U4", "the engine pulls from the registry without TLS verification",
+          "test_i4_update.py::test_engine_pulls_only_over_verified_tls", "registry.lab:5000"),
+    Catch("U3", "outdated hil-lab-demo-agent 1.2.0~rc1-1 (SBOM judged against the advisories)",
+          "test_i5_components.py::test_os_packages_have_no_known_vulnerable_version",
+          "hil-lab-demo-agent 1.2.0~rc1-1 (HIL-LAB-2026-0001"),
+    Catch("I5*", "bad candidate: its image carries the outdated package (candidates/outdated)",
+          "test_i5_components.py::test_candidate_images_have_no_known_vulnerable_version",
+          "registry.lab:5000/hil/agent:0.9: hil-lab-demo-agent 1.2.0~rc1-1"),
 )
+# The candidate each child run judges the images of (I5): the vulnerable hub gets the one
+# whose image carries an outdated package, the hardened hub the good one.
+CANDIDATES = {"vulnerable": "candidates/outdated", "hardened": "candidates/good"}
 
 
 BOOT: dict[str, str] = {}
@@ -120,7 +137,7 @@ def parse_junit(path: Path, hub: str) -> dict[str, Outcome]:
     return out
 
 
-def _start(hub: str, tmp: Path, faults: str | None) -> subprocess.Popen[str]:
+def _start(hub: str, tmp: Path, faults: str | None, candidate: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HIL_REPORTS_DIR": str(tmp / f"reports-{hub}"), "HIL_RUN_ID": hub,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "lab"),
                                                         os.environ.get("PYTHONPATH")]))}
@@ -129,7 +146,7 @@ def _start(hub: str, tmp: Path, faults: str | None) -> subprocess.Popen[str]:
         env["HIL_HUB_FAULTS_LOG"] = str(tmp / f"faults-{hub}.jsonl")
     argv = [sys.executable, "-m", "pytest", "-p", "hub_faults", "suites/security",
             "--devices", str(INVENTORY), "--device", hub, "--alluredir", str(tmp / f"allure-{hub}"),
-            "--junitxml", str(tmp / f"junit-{hub}.xml"), "-q", "-p", "no:randomly"]
+            "--junitxml", str(tmp / f"junit-{hub}.xml"), "-q", "-p", "no:randomly", "--candidate", candidate]
     return subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
@@ -138,7 +155,8 @@ def _start(hub: str, tmp: Path, faults: str | None) -> subprocess.Popen[str]:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Outcome]]:
     tmp = tmp_path_factory.mktemp("security")
     BOOT[VULN] = _fresh_boot()
-    procs = {VULN: _start(VULN, tmp, INJECTED), HARDENED: _start(HARDENED, tmp, None)}
+    procs = {VULN: _start(VULN, tmp, INJECTED, CANDIDATES["vulnerable"]),
+             HARDENED: _start(HARDENED, tmp, None, CANDIDATES["hardened"])}
     results: dict[str, dict[str, Outcome]] = {}
     for hub, proc in procs.items():
         out, _ = proc.communicate(timeout=900)

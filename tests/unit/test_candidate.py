@@ -228,7 +228,7 @@ def _digest_lines(good: Path, digest: str | None, algorithm: str | None = "SHA-2
 def test_shipped_candidates_carry_a_digest_for_every_artifact() -> None:
     from hil.deploy.recipe import file_digest
 
-    for name in ("good", "upgrade", "bad"):
+    for name in ("good", "upgrade", "bad", "outdated"):
         c = load_candidate(CANDIDATES / name)
         arts = [(r, a) for r in c.recipes for a in r.artifacts]
         assert arts, name
