@@ -13,6 +13,7 @@ from rich.console import Console
 from hil.errors import HilError
 from hil.gate.ci import ci_job
 from hil.gate.decision import GateDecision, decide, write_gate_json
+from hil.gate.evidence import keep_sboms, run_sboms
 from hil.gate.ledger import record_promotion
 from hil.gate.policy import DEFAULT_POLICY_FILE, load_policy
 from hil.gate.readers import ResultFiles, locate, read_run
@@ -46,6 +47,9 @@ def run_gate(*, results: Path = Path("reports"), files: ResultFiles | None = Non
     run = read_run(files, inventory_devices={d: m or "" for d, m in selected.items()})
     decision = decide(run, policy, today=today, selected_devices=selected, report_dir=report_dir,
                       finished=finished, git_revision=harness_revision(), inventory_sha256=inv_sha)
+    sboms = keep_sboms(run_sboms(files.run_dir, decision.warnings), out)
+    if sboms:
+        decision.evidence["sboms"] = sboms
     job = ci_job()
     if decision.ci_job_url is None and job.url:
         decision.ci_job_url = job.url

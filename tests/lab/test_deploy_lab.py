@@ -154,6 +154,39 @@ def test_upgrade_and_rollback_to_previous_version() -> None:
         assert hub.components() == before
 
 
+def test_tampered_artifact_is_refused_and_the_old_version_keeps_running(tmp_path: Path) -> None:
+    """OWASP I4 on a hub: the upgrade validated, then one byte of its artifact changed on the
+    way (still a working compose file, release 1.1.0 -> 1.1.1): the nucleus checks the
+    recipe's digest, fails the deployment before anything changes, 1.0.0 keeps running."""
+    import shutil
+
+    shutil.copytree(ROOT / "candidates" / "upgrade", tmp_path / "upgrade")
+    up = load_candidate(tmp_path / "upgrade")  # valid now: every digest matches
+    compose = tmp_path / "upgrade" / "artifacts" / CONTAINER / "1.1.0" / "docker-compose.yaml"
+    data = compose.read_bytes()
+    i = data.index(b'HBS_RELEASE: "1.1.0"') + len(b'HBS_RELEASE: "1.1.')
+    compose.write_bytes(data[:i] + b"1" + data[i + 1:])  # one byte: "1.1.0" -> "1.1.1"
+    with leased("hub-02") as hub:
+        before = hub.components()
+        base = hub.deployment(GOOD)
+        try:
+            assert base.deploy().ok
+            res = hub.deployment(up, stack=True).deploy()
+            assert not res.ok and str(res.failure_class) == "product", res.summary()
+            assert res.status is not None and res.status.status is DeploymentState.FAILED, res.summary()
+            assert res.status.detailed_status == "FAILED_NO_STATE_CHANGE", res.status
+            assert "ARTIFACT_CHECKSUM_MISMATCH" in res.status.error_stack, res.status
+            assert "Integrity check for downloaded artifact failed" in (res.status.failure_cause or "")
+            c = hub.gg.component(CONTAINER)
+            assert (c.version, c.state) == ("1.0.0", ComponentState.RUNNING)
+            assert _web_release(hub) == "1.0.0"
+            with urllib.request.urlopen(f"http://{hub.address}/", timeout=5) as resp:
+                assert resp.status == 200
+        finally:
+            restore(base)
+        assert hub.components() == before
+
+
 def test_power_cycled_hub_comes_back_with_component_running() -> None:
     with leased("hub-03") as hub:
         outlet = make_power(INV.devices["hub-03"], INV.timeouts)

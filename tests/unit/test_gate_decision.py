@@ -412,3 +412,27 @@ def test_gate_json_lists_each_devices_checks(recorded: Any, tmp_path: Path) -> N
     assert {p: v["effect"] for p, v in doc["passes"].items()} == {
         "failures": "none", "latency": "none", "coverage": "none", "device_health": "none",
         "suites": "none", "completeness": "none"}
+
+
+def test_sboms_of_the_run_are_kept_with_gate_json(recorded: Any, tmp_path: Path) -> None:
+    from hil.software.sbom import OsRelease, Package, Subject, build_sbom, write_sbom
+
+    rec = recorded("good")
+    run = run_folder(rec, "sboms")
+    os12 = OsRelease(id="debian", version_id="12")
+    write_sbom(build_sbom(Subject("hub", "hub-01", "Debian 12"), [Package("bash", "5.2.15-2+b13")], os12),
+               run / "sbom" / "hub-01.os.cdx.json")
+    write_sbom(build_sbom(Subject("image", "registry.lab:5000/hil/db:1.0", "sha256:" + "cd" * 32), [], os12,
+                          package_db=False), run / "sbom" / "image-db.cdx.json")
+    out = tmp_path / "out" / "gate.json"
+    run_gate(results=rec.root / "reports", run_id="sboms", policy_file=write_policy(tmp_path), out=out,
+             report_dir=None, today=TODAY)
+    doc = json.loads(out.read_text())
+    sboms = {s["subject"]: s for s in doc["evidence"]["sboms"]}
+    assert set(sboms) == {"hub-01", "registry.lab:5000/hil/db:1.0"}
+    hub = sboms["hub-01"]
+    assert hub["kind"] == "hub" and hub["components"] == 1 and hub["file"] == "gate.sbom/hub-01.os.cdx.json"
+    kept = out.parent / hub["file"]
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == hub["sha256"]
+    assert kept.read_bytes() == (run / "sbom" / "hub-01.os.cdx.json").read_bytes()
+    assert sboms["registry.lab:5000/hil/db:1.0"]["version"] == "sha256:" + "cd" * 32
