@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from hil.drivers.base import Shell
-from hil.errors import ParseError
+from hil.errors import InfrastructureError, ParseError
 
 INFO_ARGV = ["docker", "info", "--format", "{{json .RegistryConfig}}"]
 
 
-class EngineMissing(Exception):
-    """The hub has no Docker engine (or its CLI): the check does not apply to it."""
+class EngineMissing(InfrastructureError):
+    """The hub declares a Docker engine (the check is marked ``needs_service("docker")``)
+    but has no docker CLI: the hub is not fit for the run."""
 
 
 @dataclass

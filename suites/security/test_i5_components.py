@@ -62,6 +62,7 @@ def test_os_packages_have_no_known_vulnerable_version(hub: Hub, advisories: Advi
         pytest.skip(f"{hub.name}: not judged: {'; '.join(verdict.unjudged)[:300]}")
 
 
+@pytest.mark.needs_service("docker")
 @owasp("I5", isvs="V3", severity=CRITICAL)
 def test_candidate_images_have_no_known_vulnerable_version(
         hub: Hub, candidate: Candidate, docker_engine: docker.DockerClient, advisories: AdvisoryPolicy,
