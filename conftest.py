@@ -8,4 +8,5 @@ pytest_plugins = [
     "hil_pytest.security",
     "hil_pytest.software",
     "hil_pytest.run_meta", "hil_pytest.deploy", "hil_pytest.latency",
+    "hil_pytest.cancel",
 ]

@@ -1,11 +1,15 @@
 """`hil deploy HUB --candidate DIR` and `hil rollback HUB`: what the fixtures do, by hand.
 
 Exit codes (hil.exitcodes.ExitCode): 0 ok, 1 the deployment (or its rollback) failed,
-2 bad input, 3 infrastructure (hub unreachable, hub in use, host key refused).
+2 bad input, 3 infrastructure (hub unreachable, hub in use, host key refused); 128 + N
+after signal N (SIGTERM 143, SIGINT 130: cancelled, the hub restored, inconclusive).
+Everything written (the result, the hub's logs) and printed from the hub is redacted.
 """
 
 from __future__ import annotations
 
+import json
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,14 +18,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from hil import cancel
 from hil.commands.grammar import DEFAULT_DEVICES, DevicesOption, HubArgument, exit_codes
-from hil.errors import FailureClass, InfrastructureError
+from hil.errors import FailureClass, HilError, InfrastructureError
 from hil.exitcodes import ExitCode
+from hil.redact import redact
 
 if TYPE_CHECKING:
-    from hil.deploy.deployment import DeploymentResult
+    from hil.deploy.candidate import Candidate
+    from hil.deploy.deployment import Deployment, DeploymentResult
     from hil.deploy.restore import RestoreResult
     from hil.deploy.snapshot import FileTransfer
     from hil.drivers.base import Shell
@@ -95,17 +103,6 @@ class _Progress:
         self.status.update(f"{self.hub}: {message} [dim](+{self.last_t - self.t0:.0f}s)[/]")
 
 
-def _save_attachments(res: DeploymentResult, out_dir: Path) -> Path | None:
-    if not res.attachments:
-        return None
-    folder = out_dir / res.device / res.run_id
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in res.attachments.items():
-        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
-        (folder / f"{safe}.txt").write_text(text)
-    return folder
-
-
 def _print_result(console: Console, res: DeploymentResult) -> None:
     table = Table(title=f"{res.device}: candidate", title_justify="left")
     table.add_column("component")
@@ -121,7 +118,7 @@ def _print_result(console: Console, res: DeploymentResult) -> None:
         console.print(f"image {ref} [dim]{digest}[/]")
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in res.durations.items())
     console.print(f"[dim]{timings}[/]")
-    console.print(("[green]" if res.ok else "[red]") + res.summary() + "[/]")
+    console.print(("[green]" if res.ok else "[red]") + escape(redact(res.summary())) + "[/]")
 
 
 def _print_restore(console: Console, r: RestoreResult) -> None:
@@ -131,7 +128,7 @@ def _print_restore(console: Console, r: RestoreResult) -> None:
         console.print(f"[green]{r.device}: restored the previous component set ({what}) "
                       f"in {r.duration:.1f}s[/]")
     else:
-        console.print(f"[red]{r.device}: rollback FAILED: {r.problem}[/]")
+        console.print(f"[red]{r.device}: rollback FAILED: {escape(redact(r.problem or ''))}[/]")
         console.print(f"the snapshot stays on the hub: retry with `hil rollback {r.device}`")
 
 
@@ -147,44 +144,116 @@ def deploy(
         "--stack", help="deploy on top of a kept deployment (an upgrade); restores to the kept one, "
         "and `hil rollback` still restores the original set")] = False,
     evidence: Annotated[Path, typer.Option(
-        metavar="DIR", help="where failure logs are written")] = Path("reports/deploy"),
+        metavar="DIR", help="where the result and the failure logs are written")] = Path("reports/deploy"),
 ) -> None:
-    """Deploy a candidate to HUB, verify it stays RUNNING, then restore the hub (unless --keep-deployed)."""
+    """Deploy a candidate to HUB, verify it stays RUNNING, then restore the hub (unless --keep-deployed).
+
+    SIGTERM or Ctrl-C stops it: the hub is put back as it was within timeouts.cancel_grace, the
+    lease released, and the result written as inconclusive (exit 128 + the signal's number); a
+    second signal aborts at once (the next lease holder restores the hub)."""
     from hil.deploy.candidate import load_candidate
-    from hil.deploy.deployment import Deployment
-    from hil.drivers.greengrass import Greengrass
 
     console = Console()
-    code = EXIT_OK
     with exit_codes():
         cand = load_candidate(candidate)
         inv, device = _load_device(devices, hub)
         console.print(f"candidate {cand.components} [dim]sha256 {cand.identity.digest[:16]}[/]")
-        with _connect(inv, device) as (shell, files, fence):
-            gg = Greengrass(shell)
-            with _Progress(console, hub) as phase:
-                d = Deployment(shell, files, cand, greengrass=gg, timeouts=inv.timeouts, on_phase=phase,
-                               stack=stack, fence=fence)
+        with cancel.cancellable(inv.timeouts.cancel_grace):
+            try:
+                code = _deploy_and_restore(console, inv, device, cand, keep_deployed=keep_deployed,
+                                           stack=stack, evidence=evidence)
+            except cancel.Cancelled as exc:
+                console.print(f"[yellow]{hub}: cancelled by {signal.Signals(exc.signum).name}[/]")
+                code = cancel.exit_status()
+    raise typer.Exit(code)
+
+
+def _deploy_and_restore(console: Console, inv: Inventory, device: Device, cand: Candidate, *,
+                        keep_deployed: bool, stack: bool, evidence: Path) -> int:
+    from hil.deploy.deployment import Deployment
+    from hil.drivers.greengrass import Greengrass
+
+    hub = device.name
+    with _connect(inv, device) as (shell, files, fence):
+        progress = _Progress(console, hub)
+        d = Deployment(shell, files, cand, greengrass=Greengrass(shell), timeouts=inv.timeouts, stack=stack,
+                       fence=fence, on_phase=progress.phase)
+        try:
+            with progress:
                 res = d.deploy()
-            _print_result(console, res)
-            if (folder := _save_attachments(res, evidence)) is not None:
-                console.print(f"logs of the failure: {folder}")
-            if not res.ok:
-                infra = res.failure_class is FailureClass.INFRASTRUCTURE
-                code = EXIT_INFRASTRUCTURE if infra else EXIT_FAILED
-            if keep_deployed or d.snapshot is None:
-                if d.snapshot is not None:
-                    console.print(f"kept on the hub; undo with `hil rollback {hub}`")
-                raise typer.Exit(code)
-            if res.failure_class is FailureClass.INFRASTRUCTURE:
-                console.print(f"[yellow]hub not reachable: run `hil rollback {hub}` when it is back[/]")
-                raise typer.Exit(code)
+        except cancel.Cancelled as exc:
+            _restore_after_cancel(console, d, evidence, exc)
+            raise
+        _print_result(console, res)
+        folder = _save_result(res, evidence, _outcome(res))
+        if res.attachments:
+            console.print(f"logs of the failure: {folder}")
+        code = EXIT_OK
+        if not res.ok:
+            infra = res.failure_class is FailureClass.INFRASTRUCTURE
+            code = EXIT_INFRASTRUCTURE if infra else EXIT_FAILED
+        if keep_deployed or d.snapshot is None:
+            if d.snapshot is not None:
+                console.print(f"kept on the hub; undo with `hil rollback {hub}`")
+            return code
+        if res.failure_class is FailureClass.INFRASTRUCTURE:
+            console.print(f"[yellow]hub not reachable: run `hil rollback {hub}` when it is back[/]")
+            return code
+        try:
             with _Progress(console, hub) as phase:
                 r: RestoreResult = d.restore(on_phase=phase)
-            _print_restore(console, r)
-            if not r.ok and code == EXIT_OK:
-                code = EXIT_FAILED
-    raise typer.Exit(code)
+        except cancel.Cancelled as exc:
+            _restore_after_cancel(console, d, evidence, exc)
+            raise
+        _print_restore(console, r)
+        if not r.ok and code == EXIT_OK:
+            code = EXIT_FAILED
+        return code
+
+
+def _outcome(res: DeploymentResult) -> str:
+    return "passed" if res.ok else str(res.failure_class or FailureClass.PRODUCT)
+
+
+def _restore_after_cancel(console: Console, d: Deployment, evidence: Path, exc: cancel.Cancelled) -> None:
+    """Put the hub back to what it was before this command, within the grace period; the result
+    file says inconclusive either way."""
+    from hil.deploy.deployment import DeploymentResult
+
+    res = DeploymentResult(d.device, d.run_id, problem=f"cancelled by {signal.Signals(exc.signum).name}")
+    if d.snapshot is None:
+        console.print(f"{d.device}: nothing was changed on the hub")
+        _save_result(res, evidence, "inconclusive", restored=True)
+        return
+    try:
+        with _Progress(console, d.device) as phase:
+            r = d.restore(on_phase=phase)  # bounded by what the grace period leaves
+        _print_restore(console, r)
+        restored, problem = r.ok, r.problem
+    except HilError as err:
+        restored, problem = False, str(err)
+        console.print(f"[red]{d.device}: not restored after the cancellation: {escape(redact(problem))}; "
+                      f"`hil rollback {d.device}` (or the next lease holder) restores it[/]")
+    res.problem = f"{res.problem}; hub restored" if restored else f"{res.problem}; not restored: {problem}"
+    _save_result(res, evidence, "inconclusive", restored=restored)
+
+
+def _save_result(res: DeploymentResult, out_dir: Path, outcome: str, *, restored: bool | None = None) -> Path:
+    """<evidence>/<hub>/<run id>/: result.json (outcome: passed, product, infrastructure or
+    inconclusive) and the failure's logs, all redacted (hub logs may carry secrets)."""
+    folder = out_dir / res.device / res.run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in res.attachments.items():
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name)
+        (folder / f"{safe}.txt").write_text(redact(text), encoding="utf-8")
+    doc = {"device": res.device, "run_id": res.run_id, "outcome": outcome, "ok": res.ok,
+           "deployment_id": res.deployment_id, "problem": redact(res.problem or "") or None,
+           "components": {n: (s.value if s else None) for n, s in res.components.items()},
+           "durations": res.durations, "image_digests": res.image_digests, "restored": restored}
+    tmp = folder / "result.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(folder / "result.json")
+    return folder
 
 
 def rollback(
@@ -199,8 +268,15 @@ def rollback(
     console = Console()
     with exit_codes():
         inv, device = _load_device(devices, hub)
-        with _connect(inv, device) as (shell, _files, fence), _Progress(console, hub) as phase:
-            done = restore_saved(shell, Greengrass(shell), timeouts=inv.timeouts, fence=fence, on_phase=phase)
+        try:
+            with cancel.cancellable(inv.timeouts.cancel_grace), \
+                    _connect(inv, device) as (shell, _files, fence), _Progress(console, hub) as phase:
+                done = restore_saved(shell, Greengrass(shell), timeouts=inv.timeouts, fence=fence,
+                                     on_phase=phase)
+        except cancel.Cancelled as exc:
+            console.print(f"[yellow]{hub}: cancelled by {signal.Signals(exc.signum).name}; the snapshot "
+                          f"stays on the hub: run `hil rollback {hub}` again[/]")
+            raise typer.Exit(cancel.exit_status()) from None
         if done is None:
             console.print(f"{hub}: nothing to roll back (no {saved_snapshot_path()})")
             raise typer.Exit(EXIT_OK)

@@ -20,6 +20,7 @@ from pathlib import PurePosixPath
 
 from pydantic import ValidationError
 
+from hil import cancel
 from hil.deploy.candidate import Candidate
 from hil.deploy.restore import RestoreResult, restore_snapshot
 from hil.deploy.snapshot import (
@@ -49,6 +50,7 @@ from hil.drivers.greengrass import (
 )
 from hil.errors import FailureClass, HilError, InfrastructureError
 from hil.lease import LeaseLost
+from hil.redact import redact
 from hil.steps import step
 from hil.timeouts import DEFAULT_TIMEOUTS, Timeouts
 
@@ -161,6 +163,9 @@ class Deployment:
                 self._phase("collecting logs")
                 self._collect_evidence(res)
             res.durations["total"] = self._clock() - t0
+            # what the hub said (logs, CLI output) may carry secrets: every reader gets it redacted
+            res.problem = redact(res.problem) if res.problem else res.problem
+            res.attachments = {name: redact(text) for name, text in res.attachments.items()}
             st.record(res.ok)
             for name, text in res.attachments.items():
                 st.attach(name, text)
@@ -179,6 +184,7 @@ class Deployment:
             res.failure_class = FailureClass.INFRASTRUCTURE
 
     def _timed(self, res: DeploymentResult, name: str, fn: Callable[..., None], *args: object) -> None:
+        cancel.check()  # no new phase once a stop was asked for
         t = self._clock()
         try:
             fn(*args)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
+from hil import cancel
 from hil.deploy.snapshot import (
     RUN_ID_RE,
     STAGING_ROOT,
@@ -91,6 +92,7 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
     """
     if not RUN_ID_RE.match(snap.run_id):  # it becomes part of an `rm -rf` path
         raise RestoreFailed(f"refusing to restore: bad run id {snap.run_id!r}")
+    timeouts = cancel.bounded(timeouts)  # after a SIGTERM: only what the grace period leaves
     phase = on_phase or (lambda _msg: None)
     t0 = clock()
     with step("restore component set", device=gg.device, run_id=snap.run_id) as st:
