@@ -76,6 +76,12 @@ def test_good_candidate_is_promoted_exit_0_and_recorded_in_the_ledger(good: Gate
         passed_on = sorted(d for devs in outcome["devices_passed"].values() for d in devs)
         assert passed_on == GOOD_HUBS, (suite, outcome)
     assert {d for d, o in gate["devices"].items() if o["healthy"]} == set(GOOD_HUBS), gate["devices"]
+    # per-device coverage: what ran on each hub; nothing required was left unrun
+    for hub in GOOD_HUBS:
+        checks = gate["devices"][hub]["checks"]
+        assert any(c.startswith("suites/smoke/") and c.endswith(f"[{hub}]") for c in checks["passed"]), checks
+        assert not [g for g in checks["skipped"] + checks["not_applicable"] if g["effect"] != "none"], checks
+    assert gate["passes"]["coverage"]["effect"] == "none", gate["passes"]
     assert {r["metric"] for r in gate["latency"]} >= {"ssh_rtt", "mqtt_rtt", "http_rtt", "deployment_time"}
     assert all(r["verdict"] in ("within budget", "no budget") for r in gate["latency"]), gate["latency"]
     # the ledger: one line for this promotion, pointing at this very gate.json
