@@ -78,6 +78,11 @@ class DeviceUnreachable(InfrastructureError):
     """A hub did not answer on the channel we asked for."""
 
 
+class InconclusiveEvidence(InfrastructureError):
+    """A probe saw no positive evidence either way (a timeout, a refused connect, a scan
+    that saw nothing): the check could not judge the hub, so it neither passes nor fails it."""
+
+
 class CommandTimeout(InfrastructureError):
     """A command did not finish before its deadline."""
 

@@ -1,34 +1,48 @@
-"""MQTT broker checks (OWASP IoT I3/I7): the mutual-TLS matrix, plaintext 1883, round trips.
+"""MQTT broker checks (OWASP IoT I3/I7): the mutual-TLS matrix and refusals, plaintext 1883,
+round trips.
 
-"Accepted" means a CONNACK with reason code 0 arrived within the timeout. Under TLS
-1.3 a broker that requires a client certificate still completes the handshake and
-only fails the first read, so a finished handshake proves nothing; and paho-mqtt 2.x
-does not raise on a refused certificate (``on_connect`` simply never fires).
+One CONNECT is judged by ``hil.probes.mqtt_connect``: accepted (CONNACK 0), refused
+(positive evidence: a TLS alert about the certificate, or a non-zero CONNACK) or
+inconclusive (timeout, refused TCP connect, the harness rejecting the server).
+
+A refusal counts only next to a success: ``mtls_refusal`` connects with the valid
+identity and the identity under test to the same endpoint with the same TLS settings,
+so a broker that is down, or a client set-up that cannot work, is never read as "the
+broker refused the certificate". Under TLS 1.3 the alert may never reach the client
+(mosquitto closes an expired client's session without one; on a fast link the broker
+may close before the CONNECT arrives and the alert is lost to the reset): the same pair
+is then tried with the client capped at TLS 1.2, where the alert comes in the handshake.
 """
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import ssl
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 
 from hil.errors import DeviceUnreachable, ProductError
 from hil.inventory import BrokerExpectation
+from hil.probes.mqtt_connect import CONNECT_TIMEOUT, ConnectAttempt, Outcome, connect_attempt
 from hil.steps import step
+
+__all__ = ["CONNECT_TIMEOUT", "ClientIdentity", "ConnectAttempt", "MqttRoundTrip", "MtlsMatrix",
+           "MtlsRefusal", "broker_identities", "mtls_matrix", "mtls_matrix_for", "mtls_refusal",
+           "plaintext_connect"]
 
 Identity = Literal["valid", "none", "expired", "foreign", "anonymous-plaintext"]
 
-CONNECT_TIMEOUT = 5.0
+TLS_CAPS: tuple[ssl.TLSVersion | None, ...] = (None, ssl.TLSVersion.TLSv1_2)
+"""Client caps tried in turn until the broker gives positive evidence (None: no cap)."""
 
 
 @dataclass(frozen=True)
@@ -38,22 +52,8 @@ class ClientIdentity:
     name: Identity
     cert_file: Path | None = None
     key_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class ConnectAttempt:
-    identity: str
-    host: str
-    port: int
-    tls: bool
-    accepted: bool
-    """True only when CONNACK reason code 0 arrived within the timeout."""
-    reason_code: int | None
-    """CONNACK reason code, None when no CONNACK came."""
-    reason: str | None
-    error: str | None
-    """What went wrong instead: TLS alert, connection refused, timeout, disconnect."""
-    duration: float
+    origin: str = "inventory"
+    """Where it came from: "inventory", or "throwaway" (made by the harness for this run)."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +72,12 @@ class MtlsMatrix:
         return next((a for a in self.attempts if a.identity == identity), None)
 
 
-def _tls_context(ca_file: Path, cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext:
+def _tls_context(ca_file: Path, cert_file: Path | None, key_file: Path | None,
+                 maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(ca_file))
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if maximum is not None:
+        ctx.maximum_version = maximum
     if cert_file and key_file:
         ctx.load_cert_chain(str(cert_file), str(key_file))
     return ctx
@@ -85,89 +88,38 @@ def _client(client_id: str) -> mqtt.Client:
                        protocol=mqtt.MQTTv311, clean_session=True)
 
 
-def connect_attempt(host: str, port: int, *, identity: str, tls: ssl.SSLContext | None,
-                    timeout: float = CONNECT_TIMEOUT, username: str | None = None) -> ConnectAttempt:
-    """Send CONNECT and wait for CONNACK; report what happened. Never raises for a refusal."""
-    client = _client(f"hil-probe-{identity}-{uuid.uuid4().hex[:8]}")
-    if tls is not None:
-        client.tls_set_context(tls)
-    if username:
-        client.username_pw_set(username)
-    seen: dict[str, Any] = {}
-
-    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        seen["rc"] = int(rc.value)
-        seen["reason"] = str(rc)
-
-    def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        seen.setdefault("disconnect", str(rc))
-
-    def on_log(_c: mqtt.Client, _u: Any, level: int, text: str) -> None:
-        # paho reports socket/TLS errors of its loop only here (e.g. the TLS 1.3 alert)
-        if level == mqtt.MQTT_LOG_ERR:
-            seen.setdefault("log", text)
-
-    client.on_connect = on_connect
-    client.on_disconnect = on_disconnect
-    client.on_log = on_log
-    error: str | None = None
-    t0 = time.perf_counter()
-    deadline = t0 + timeout
-    try:
-        client.connect(host, port, keepalive=max(5, int(timeout) * 2))
-        while "rc" not in seen and time.perf_counter() < deadline:
-            rc = client.loop(timeout=0.05)
-            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                error = f"connection lost before CONNACK ({rc.name})"
-                if "log" in seen:
-                    error += f": {seen['log']}"
-                break
-        else:
-            if "rc" not in seen:
-                error = f"no CONNACK within {timeout:.1f} s"
-    except ssl.SSLError as exc:
-        error = f"TLS: {exc.reason or exc}"
-    except (OSError, TimeoutError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        duration = time.perf_counter() - t0
-        # send DISCONNECT if a socket is still open, and let paho close it
-        with contextlib.suppress(OSError, ssl.SSLError):
-            client.disconnect()
-            client.loop(timeout=0.01)
-    if error is None and seen.get("disconnect") and "rc" not in seen:
-        error = f"disconnected: {seen['disconnect']}"
-    rc_value = seen.get("rc")
-    if rc_value not in (None, 0):
-        error = error or f"CONNACK refused: {seen.get('reason')}"
-    return ConnectAttempt(identity=identity, host=host, port=port, tls=tls is not None,
-                          accepted=rc_value == 0, reason_code=rc_value, reason=seen.get("reason"),
-                          error=error, duration=round(duration, 4))
-
-
-def broker_identities(broker: BrokerExpectation) -> tuple[ClientIdentity, ...]:
-    """The matrix rows the inventory allows: valid and none always, expired/foreign when configured."""
+def broker_identities(broker: BrokerExpectation, *, foreign: ClientIdentity | None = None
+                      ) -> tuple[ClientIdentity, ...]:
+    """The matrix rows: valid and none always, expired when configured, foreign from the
+    inventory or else ``foreign`` (a throwaway identity: any certificate the harness makes
+    itself is foreign to the hub's CA by construction)."""
     rows = [ClientIdentity("valid", broker.cert_file, broker.key_file), ClientIdentity("none")]
     if broker.expired_cert_file and broker.expired_key_file:
         rows.append(ClientIdentity("expired", broker.expired_cert_file, broker.expired_key_file))
     if broker.foreign_cert_file and broker.foreign_key_file:
         rows.append(ClientIdentity("foreign", broker.foreign_cert_file, broker.foreign_key_file))
+    elif foreign is not None:
+        rows.append(foreign)
     return tuple(rows)
 
 
-def mtls_matrix(host: str, port: int, ca_file: Path, identities: tuple[ClientIdentity, ...], *,
+def _attempt(host: str, port: int, ca_file: Path, ident: ClientIdentity, cap: ssl.TLSVersion | None,
+             timeout: float, device: str | None) -> ConnectAttempt:
+    title = f"MQTT CONNECT as {ident.name}" + (f" (client capped at {cap.name})" if cap else "")
+    with step(title, device=device, host=host, port=port) as st:
+        att = connect_attempt(host, port, identity=ident.name,
+                              tls=_tls_context(ca_file, ident.cert_file, ident.key_file, cap),
+                              timeout=timeout)
+        st.record(att.accepted)
+        st.attach("outcome", f"{att.outcome}: rc={att.reason_code} tls={att.tls_version} {att.error or ''}")
+    return att
+
+
+def mtls_matrix(host: str, port: int, ca_file: Path, identities: Sequence[ClientIdentity], *,
                 timeout: float = CONNECT_TIMEOUT, device: str | None = None) -> MtlsMatrix:
     """Try CONNECT with each identity over TLS (server verified against ``ca_file``)."""
-    attempts = []
-    for ident in identities:
-        with step(f"MQTT CONNECT as {ident.name}", device=device, host=host, port=port) as st:
-            att = connect_attempt(host, port, identity=ident.name,
-                                  tls=_tls_context(ca_file, ident.cert_file, ident.key_file),
-                                  timeout=timeout)
-            st.record(att.accepted)
-            st.attach("outcome", f"accepted={att.accepted} rc={att.reason_code} error={att.error}")
-        attempts.append(att)
-    return MtlsMatrix(host=host, port=port, attempts=tuple(attempts))
+    attempts = tuple(_attempt(host, port, ca_file, ident, None, timeout, device) for ident in identities)
+    return MtlsMatrix(host=host, port=port, attempts=attempts)
 
 
 def mtls_matrix_for(broker: BrokerExpectation, default_host: str, *, timeout: float = CONNECT_TIMEOUT,
@@ -177,12 +129,68 @@ def mtls_matrix_for(broker: BrokerExpectation, default_host: str, *, timeout: fl
                        timeout=timeout, device=device)
 
 
+@dataclass(frozen=True)
+class MtlsRefusal:
+    """Does the broker refuse ``identity``? Judged only next to a valid identity's success."""
+
+    host: str
+    port: int
+    identity: str
+    identity_origin: str
+    baselines: tuple[ConnectAttempt, ...]
+    """The valid identity, once per client TLS cap tried."""
+    attempts: tuple[ConnectAttempt, ...]
+    """The identity under test, under the caps where the valid one was accepted."""
+
+    __evidence_properties__: ClassVar[tuple[str, ...]] = ("verdict", "why")
+
+    @property
+    def verdict(self) -> Outcome:
+        if any(a.outcome == "accepted" for a in self.attempts):
+            return "accepted"
+        if any(a.outcome == "refused" for a in self.attempts):
+            return "refused"
+        return "inconclusive"
+
+    @property
+    def why(self) -> str:
+        if not self.baselines or not self.baselines[0].accepted:
+            first = self.baselines[0] if self.baselines else None
+            return ("the valid identity was not accepted on the same endpoint"
+                    f" ({first.error if first else 'not tried'}): a refusal would prove nothing")
+        decisive = next((a for a in self.attempts if a.outcome != "inconclusive"), None)
+        if decisive is not None:
+            return decisive.error or decisive.reason or decisive.outcome
+        return "no positive evidence: " + "; ".join(
+            f"{a.max_tls_version or 'uncapped'}: {a.error}" for a in self.attempts)
+
+
+def mtls_refusal(host: str, port: int, ca_file: Path, valid: ClientIdentity, identity: ClientIdentity, *,
+                 timeout: float = CONNECT_TIMEOUT, device: str | None = None) -> MtlsRefusal:
+    """Connect as ``valid`` then as ``identity`` with the same client settings, per TLS cap,
+    until the broker gives positive evidence about ``identity``."""
+    baselines: list[ConnectAttempt] = []
+    attempts: list[ConnectAttempt] = []
+    for cap in TLS_CAPS:
+        base = _attempt(host, port, ca_file, valid, cap, timeout, device)
+        baselines.append(base)
+        if not base.accepted:
+            break  # without a success under the same settings nothing below can be judged
+        att = _attempt(host, port, ca_file, identity, cap, timeout, device)
+        attempts.append(att)
+        if att.outcome != "inconclusive":
+            break
+    return MtlsRefusal(host=host, port=port, identity=identity.name, identity_origin=identity.origin,
+                       baselines=tuple(baselines), attempts=tuple(attempts))
+
+
 def plaintext_connect(host: str, port: int = 1883, *, timeout: float = CONNECT_TIMEOUT,
                       device: str | None = None) -> ConnectAttempt:
     """Anonymous CONNECT without TLS: on a hub this must not get CONNACK 0 (best: port closed)."""
     with step("MQTT plaintext anonymous CONNECT", device=device, host=host, port=port) as st:
         att = connect_attempt(host, port, identity="anonymous-plaintext", tls=None, timeout=timeout)
         st.record(att.accepted)
+        st.attach("outcome", f"{att.outcome}: rc={att.reason_code} {att.error or ''}")
     return att
 
 

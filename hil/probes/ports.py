@@ -21,7 +21,7 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from hil.drivers.base import Shell
@@ -40,7 +40,7 @@ NMAP_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class PortScan:
-    """The result of a TCP scan of one address."""
+    """The result of a TCP scan of one address, with what the scanner says it covered."""
 
     host: str
     address: str
@@ -48,9 +48,39 @@ class PortScan:
     tool: Literal["nmap", "python-connect"]
     tool_version: str | None
     ports_scanned: int
+    """How many ports the scanner says it scanned (nmap: scaninfo numservices)."""
     duration: float
     complete: bool
     """False when the fallback scan hit its deadline before every port was tried."""
+    answered_ports: int = 0
+    """Ports the host itself answered for (open, or closed by a reset): proof it was reached."""
+    filtered_ports: int = 0
+    """Ports that gave no answer at all (a firewall drops them, or nothing is there)."""
+
+    __evidence_properties__: ClassVar[tuple[str, ...]] = ("host_seen",)
+
+    @property
+    def host_seen(self) -> bool:
+        """The host answered at least one probe (nmap -Pn only *assumes* a host is up)."""
+        return self.answered_ports > 0
+
+    def coverage_problems(self, must_be_open: Iterable[int] = ()) -> tuple[str, ...]:
+        """Why this scan cannot support a verdict (empty: it can).
+
+        A scan that saw nothing - every port filtered, the host never answering, the known
+        SSH port not seen open although the harness logs in through it - proves nothing
+        about what is open; it must not pass a port check.
+        """
+        out: list[str] = []
+        if not self.complete or self.ports_scanned < len(ALL_TCP_PORTS):
+            out.append(f"{self.tool} scanned {self.ports_scanned} of {len(ALL_TCP_PORTS)} TCP ports")
+        if not self.host_seen:
+            out.append(f"{self.address} answered no probe ({self.filtered_ports} ports filtered)")
+        missing = sorted(set(must_be_open) - set(self.open_ports))
+        if missing:
+            out.append(f"port(s) {', '.join(map(str, missing))} not seen open although the harness "
+                       "reaches the hub there: the scan did not see the hub's services")
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -107,26 +137,66 @@ def nmap_argv(address: str, ports: str = "-") -> list[str]:
     return ["nmap", "-sT", port_arg, "-T4", "-n", "-Pn", *ipv6, "-oX", "-", address]
 
 
-def parse_nmap_xml(text: str) -> tuple[tuple[int, ...], str | None, int]:
-    """(open TCP ports, nmap version, number of ports scanned) from ``nmap -oX -`` output."""
+@dataclass(frozen=True)
+class NmapRun:
+    """What one ``nmap -oX -`` run reports about one host."""
+
+    open_ports: tuple[int, ...]
+    version: str | None
+    ports_scanned: int
+    answered_ports: int
+    filtered_ports: int
+    host_state: str
+
+
+_ANSWERED_STATES = ("open", "closed", "unfiltered")
+
+
+def parse_nmap_run(text: str) -> NmapRun:
+    """Open ports and coverage (scaninfo numservices; ports the host answered) from nmap XML."""
     try:
         root = ET.fromstring(text)  # noqa: S314 - output of our own local nmap run
     except ET.ParseError as exc:
         raise ParseError(f"nmap XML cannot be parsed: {exc}") from None
     if root.tag != "nmaprun":
         raise ParseError(f"not nmap XML output (root element {root.tag!r})")
-    opened = sorted(
-        int(p.attrib["portid"])
-        for p in root.iter("port")
-        if p.attrib.get("protocol") == "tcp"
-        and (st := p.find("state")) is not None and st.attrib.get("state") == "open"
-    )
-    info = root.find("scaninfo")
-    scanned = int(info.attrib.get("numservices", "0")) if info is not None else 0
     hosts = root.findall("host")
     if not hosts:
         raise ParseError("nmap reported no host: the target was not scanned")
-    return tuple(opened), root.attrib.get("version"), scanned
+    if len(hosts) > 1:
+        raise ParseError(f"nmap reported {len(hosts)} hosts for a one-address scan")
+    host = hosts[0]
+    opened: list[int] = []
+    answered = filtered = 0
+    for p in host.iter("port"):
+        st = p.find("state")
+        state = st.attrib.get("state", "") if st is not None else ""
+        if p.attrib.get("protocol") != "tcp":
+            continue
+        if state == "open":
+            opened.append(int(p.attrib["portid"]))
+        if state in _ANSWERED_STATES:
+            answered += 1
+        elif "filtered" in state:
+            filtered += 1
+    for extra in host.iter("extraports"):
+        count = int(extra.attrib.get("count", "0"))
+        if extra.attrib.get("state") in _ANSWERED_STATES:
+            answered += count
+        else:
+            filtered += count
+    info = root.find("scaninfo")
+    scanned = int(info.attrib.get("numservices", "0")) if info is not None else 0
+    status = host.find("status")
+    return NmapRun(open_ports=tuple(sorted(opened)), version=root.attrib.get("version"),
+                   ports_scanned=scanned, answered_ports=answered, filtered_ports=filtered,
+                   host_state=status.attrib.get("state", "?") if status is not None else "?")
+
+
+def parse_nmap_xml(text: str) -> tuple[tuple[int, ...], str | None, int]:
+    """(open TCP ports, nmap version, number of ports scanned) from ``nmap -oX -`` output."""
+    run = parse_nmap_run(text)
+    return run.open_ports, run.version, run.ports_scanned
 
 
 def _scan_nmap(nmap: str, host: str, address: str, timeout: float) -> PortScan:
@@ -143,23 +213,30 @@ def _scan_nmap(nmap: str, host: str, address: str, timeout: float) -> PortScan:
         st.attach("nmap.xml", proc.stdout)
         if proc.returncode != 0:
             raise ParseError(f"nmap exited {proc.returncode} scanning {address}: {proc.stderr.strip()}")
-    opened, version, scanned = parse_nmap_xml(proc.stdout)
-    return PortScan(host=host, address=address, open_ports=opened, tool="nmap", tool_version=version,
-                    ports_scanned=scanned, duration=duration, complete=True)
+    run = parse_nmap_run(proc.stdout)
+    return PortScan(host=host, address=address, open_ports=run.open_ports, tool="nmap",
+                    tool_version=run.version, ports_scanned=run.ports_scanned, duration=duration,
+                    complete=run.ports_scanned == len(ALL_TCP_PORTS), answered_ports=run.answered_ports,
+                    filtered_ports=run.filtered_ports)
 
 
 # -- pure-Python fallback --------------------------------------------------------------
 
+@dataclass
+class _Tally:
+    opened: list[int] = field(default_factory=list)
+    tried: int = 0
+    refused: int = 0
+
+
 async def _connect_scan(address: str, ports: Sequence[int], *, concurrency: int, connect_timeout: float,
-                        deadline: float) -> tuple[list[int], int, bool]:
-    opened: list[int] = []
-    tried = 0
+                        deadline: float) -> _Tally:
+    tally = _Tally()
     it = iter(ports)
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
 
     async def worker() -> None:
-        nonlocal tried
         for port in it:  # workers share one iterator: bounded concurrency without 65535 tasks
             if loop.time() > deadline:
                 return
@@ -167,15 +244,18 @@ async def _connect_scan(address: str, ports: Sequence[int], *, concurrency: int,
             sock.setblocking(False)
             try:
                 await asyncio.wait_for(loop.sock_connect(sock, (address, port)), connect_timeout)
-                opened.append(port)
+                tally.opened.append(port)
+            except ConnectionRefusedError:
+                tally.refused += 1  # the host answered with a reset: closed, and proof it is there
             except (OSError, TimeoutError):
-                pass  # refused, unreachable or filtered: not open
+                pass  # unreachable or filtered: not open, and no answer
             finally:
                 sock.close()
-            tried += 1
+            tally.tried += 1
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return sorted(opened), tried, tried == len(ports)
+    tally.opened.sort()
+    return tally
 
 
 def scan_tcp_python(host: str, *, ports: Sequence[int] = ALL_TCP_PORTS, concurrency: int = 512,
@@ -185,15 +265,18 @@ def scan_tcp_python(host: str, *, ports: Sequence[int] = ALL_TCP_PORTS, concurre
     with step("python TCP connect scan", host=host, address=address, ports=len(ports)):
         t0 = time.perf_counter()
 
-        async def main() -> tuple[list[int], int, bool]:
+        async def main() -> _Tally:
             end = asyncio.get_running_loop().time() + deadline
             return await _connect_scan(address, ports, concurrency=concurrency,
                                        connect_timeout=connect_timeout, deadline=end)
 
-        opened, tried, complete = asyncio.run(main())
+        tally = asyncio.run(main())
         duration = time.perf_counter() - t0
-    return PortScan(host=host, address=address, open_ports=tuple(opened), tool="python-connect",
-                    tool_version=None, ports_scanned=tried, duration=duration, complete=complete)
+    answered = len(tally.opened) + tally.refused
+    return PortScan(host=host, address=address, open_ports=tuple(tally.opened), tool="python-connect",
+                    tool_version=None, ports_scanned=tally.tried, duration=duration,
+                    complete=tally.tried == len(ports), answered_ports=answered,
+                    filtered_ports=tally.tried - answered)
 
 
 def scan_tcp(host: str, *, nmap: str | None = None, timeout: float = NMAP_TIMEOUT,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -179,19 +180,34 @@ def _try_password(host: str, port: int, known_hosts: Path, user: str, password: 
         transport.close()
 
 
+RETRY_PAUSE_S = 0.5
+"""Before trying an attempt again that sshd dropped (MaxStartups throttles bursts of new
+connections by resetting some before the banner): a dropped attempt proves nothing."""
+
+
 def try_default_credentials(host: str, port: int, known_hosts: Path, *,
                             credentials: Sequence[tuple[str, str]] = DEFAULT_CREDENTIALS,
-                            timeout: float = 10.0, parallel: int = 8) -> DefaultCredentialsEvidence:
+                            timeout: float = 10.0, parallel: int = 6, retries: int = 2
+                            ) -> DefaultCredentialsEvidence:
     """Try each factory login over SSH (password or keyboard-interactive); report which worked.
 
-    ``parallel`` stays below sshd's MaxStartups (10) so the server never drops us for load;
-    each refused password costs about 2 s of PAM delay, hence the parallelism.
+    ``parallel`` stays well below sshd's MaxStartups (10) and each refused password costs
+    about 2 s of PAM delay, hence the parallelism; attempts the server dropped before
+    answering are tried again (``retries``), one at a time.
     """
     with (step("ssh default credentials", host=host, port=port, attempts=len(credentials)),
           ThreadPoolExecutor(max_workers=max(1, parallel)) as pool):
-        attempts = tuple(pool.map(
+        attempts = list(pool.map(
             lambda c: _try_password(host, port, known_hosts, c[0], c[1], timeout), credentials))
-    return DefaultCredentialsEvidence(host=host, port=port, attempts=attempts)
+        for _ in range(retries):
+            again = [i for i, a in enumerate(attempts) if a.outcome == "error"]
+            if not again:
+                break
+            time.sleep(RETRY_PAUSE_S)
+            for i in again:
+                attempts[i] = _try_password(host, port, known_hosts, attempts[i].user, attempts[i].password,
+                                            timeout)
+    return DefaultCredentialsEvidence(host=host, port=port, attempts=tuple(attempts))
 
 
 # -- effective sshd configuration ---------------------------------------------------------

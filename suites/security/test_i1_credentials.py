@@ -1,4 +1,9 @@
-"""I1 Weak, guessable or hardcoded passwords: SSH and console logins, sshd, shadow, host keys."""
+"""I1 Weak, guessable or hardcoded passwords: SSH and console logins, sshd, passwords, host keys.
+
+SSH is judged per account: every account with a login shell (plus root and the harness's
+user) - what the server offers it, default passwords tried as it, and sshd's effective
+settings for it from every source address a Match block could single out.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,45 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from hil.errors import InconclusiveEvidence
 from hil.drivers.base import Console
 from hil.hub import Hub
+from hil.probes.accounts import Accounts, password_states
 from hil.probes.console import console_default_credentials
-from hil.probes.host import empty_passwords
-from hil.probes.ssh import HARDENED_SSHD, ssh_auth_methods, sshd_effective_config, try_default_credentials
+from hil.probes.ssh import HARDENED_SSHD, ssh_auth_methods
+from hil.probes.ssh_accounts import offers_per_account, sshd_per_account, try_account_passwords
 from suites.evidence import attach_evidence
 from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 
-@owasp("I1", isvs="V3", severity=BLOCKER)
-def test_ssh_offers_only_publickey(hub: Hub) -> None:
-    ssh = hub.device.ssh
-    ev = ssh_auth_methods(ssh.host, ssh.port, ssh.known_hosts, timeout=hub.timeouts.ssh_connect)
-    attach_evidence("ssh auth methods", ev)
-    assert ev.publickey_only, f"{hub.name}: SSH offers {', '.join(ev.methods)} (only publickey allowed)"
+def _ssh_users(hub: Hub, accts: Accounts) -> list[str]:
+    """Every account that can log in, plus root and the harness's own user."""
+    return list(dict.fromkeys([*accts.login_names, "root", hub.device.ssh.user]))
 
 
 @owasp("I1", isvs="V3", severity=BLOCKER)
-def test_ssh_refuses_default_credentials(hub: Hub) -> None:
+def test_ssh_offers_only_publickey(hub: Hub, hub_accounts: Accounts) -> None:
+    """What the server offers each account that can log in (auth "none" as that user)."""
     ssh = hub.device.ssh
-    ev = try_default_credentials(ssh.host, ssh.port, ssh.known_hosts, timeout=hub.timeouts.ssh_connect)
+    ev = offers_per_account(ssh.host, ssh.port, ssh.known_hosts, _ssh_users(hub, hub_accounts),
+                            timeout=hub.timeouts.ssh_connect)
+    attach_evidence("ssh auth methods per account", ev)
+    assert not ev.beyond_publickey, f"{hub.name}: SSH offers more than publickey: " + "; ".join(
+        f"{user}: {', '.join(methods)}" for user, methods in ev.beyond_publickey.items())
+
+
+@owasp("I1", isvs="V3", severity=BLOCKER)
+def test_ssh_refuses_default_credentials(hub: Hub, hub_accounts: Accounts) -> None:
+    """The factory list plus a handful of passwords for every account that can log in."""
+    ssh = hub.device.ssh
+    ev = try_account_passwords(ssh.host, ssh.port, ssh.known_hosts, hub_accounts.login_names,
+                               timeout=hub.timeouts.ssh_connect)
     attach_evidence("ssh default credentials", ev)
     errors = [f"{a.user}: {a.detail}" for a in ev.attempts if a.outcome == "error"]
     assert not ev.accepted, f"{hub.name}: SSH accepted default logins {', '.join(ev.accepted)}"
-    assert not errors, f"{hub.name}: default logins could not all be tried: {errors}"
+    if errors:
+        raise InconclusiveEvidence(f"{hub.name}: default logins could not all be tried: {errors}")
 
 
 @owasp("I1", isvs="V5", severity=BLOCKER)
@@ -45,19 +63,19 @@ def test_console_refuses_default_credentials(hub: Hub, console: Console) -> None
 
 
 @owasp("I1", isvs="V3")
-def test_sshd_effective_config_hardened(hub: Hub) -> None:
-    cfg = sshd_effective_config(hub.ssh, timeout=hub.timeouts.ssh_command)
-    wanted = {k: cfg.settings.get(k) for k in HARDENED_SSHD}
-    attach_evidence("sshd -T (judged settings)", {"effective": wanted, "acceptable": HARDENED_SSHD})
-    bad = cfg.deviations()
-    assert not bad, f"{hub.name}: sshd -T has " + ", ".join(f"{k} {v}" for k, v in bad.items())
+def test_sshd_effective_config_hardened(hub: Hub, hub_accounts: Accounts) -> None:
+    """``sshd -T -C`` per account and source address: a Match block cannot hide a weakness."""
+    ev = sshd_per_account(hub.ssh, _ssh_users(hub, hub_accounts), timeout=hub.timeouts.ssh_command)
+    attach_evidence("sshd -T -C per account and address", {"acceptable": HARDENED_SSHD, "evidence": ev})
+    assert not ev.deviations, f"{hub.name}: sshd allows " + "; ".join(ev.deviations)
 
 
 @owasp("I1", isvs="V3")
-def test_no_empty_passwords(hub: Hub) -> None:
-    ev = empty_passwords(hub.ssh, timeout=hub.timeouts.ssh_command)
-    attach_evidence("accounts with an empty password", ev)
-    assert not ev.users, f"{hub.name}: accounts without a password: {', '.join(ev.users)}"
+def test_no_empty_passwords(hub: Hub, hub_accounts: Accounts) -> None:
+    """Judged from /etc/passwd + /etc/shadow and from ``passwd -S``: either source suffices."""
+    ev = password_states(hub.ssh, timeout=hub.timeouts.ssh_command, known=hub_accounts)
+    attach_evidence("password states", ev)
+    assert not ev.empty, f"{hub.name}: empty password for {', '.join(ev.empty)}"
 
 
 def _pinned_prints(known_hosts: Path, name: str) -> set[str]:

@@ -1,5 +1,9 @@
 """I2 Insecure network services: full TCP scan, device-side sockets, ssh-audit, Docker API.
 
+The scan: ``tcp_scan`` only hands out a scan whose own output shows it covered the
+hub (all 65535 ports, the host answering, the SSH port seen open): see
+fixtures/hil_pytest/security.py.
+
 Device-side sockets: a socket bound to loopback only is not a network service, so it
 is allowed outside the allowlist (the lab's Docker DNS on 127.0.0.11, local helper
 daemons) - except the forbidden ports (telnet, plaintext MQTT, Docker API), which are
@@ -30,7 +34,6 @@ from suites.security.owasp import owasp
 def test_tcp_ports_match_allowlist(hub: Hub, tcp_scan: PortScan) -> None:
     cmp = compare_ports(tcp_scan, hub.device.expect.tcp_ports)
     attach_evidence("tcp scan vs allowlist", cmp)
-    assert tcp_scan.complete, f"{hub.name}: the scan did not cover every port ({tcp_scan.ports_scanned})"
     assert not cmp.unexpected, (f"{hub.name}: open TCP ports outside expect.tcp_ports "
                                 f"{list(cmp.allowed)}: {list(cmp.unexpected)}")
 

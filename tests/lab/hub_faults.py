@@ -23,12 +23,19 @@ import pytest
 from hil.hub import Hub
 
 REGISTRY_IMAGE = "registry.lab:5000/hil/web:1.0"
+HOST_ROOT_LINK = "/srv/hil-fault-data"
+"""A harmless-looking folder name that is a symlink to / (what a bind mount of it hands over)."""
 FAULT_CONTAINERS = {
     "hil-fault-hostnet": ["run", "-d", "--network", "host", "--pid", "host"],
     # the lab's engines cannot start privileged containers (no CAP_SYS_RESOURCE):
     # created, it carries HostConfig.Privileged exactly as a started one would
     "hil-fault-privileged": ["create", "--privileged"],
     "hil-fault-docker-sock": ["create", "-v", "/var/run/docker.sock:/var/run/docker.sock"],
+    # no "docker.sock" in any name: /run holds the socket, the symlink resolves to /
+    "hil-fault-run-dir": ["create", "-v", "/run:/hostrun"],
+    "hil-fault-symlink-root": ["create", "-v", f"{HOST_ROOT_LINK}:/data:ro"],
+    "hil-fault-unconfined": ["create", "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+                             "--ipc", "host", "--device", "/dev/null:/dev/hostnull"],
 }
 LEAKY_LOG = "/greengrass/v2/logs/com.example.HilFaultLeaky.log"
 LEAKY_TEXT = ("2024-05-01T10:00:00.000Z [INFO] (pool-2) com.example.HilFaultLeaky: "
@@ -45,6 +52,7 @@ def _inject_containers(hub: Hub) -> dict[str, object]:
     had_image = hub.ssh.run(["docker", "image", "inspect", REGISTRY_IMAGE], sudo=True).ok
     if not had_image:
         _ok(hub, ["docker", "pull", REGISTRY_IMAGE])
+    _ok(hub, ["ln", "-sfn", "/", HOST_ROOT_LINK])
     for name, args in FAULT_CONTAINERS.items():
         _ok(hub, ["docker", *args, "--name", name, REGISTRY_IMAGE])
     return {"had_image": had_image}
@@ -52,6 +60,7 @@ def _inject_containers(hub: Hub) -> dict[str, object]:
 
 def _clear_containers(hub: Hub, state: dict[str, object]) -> None:
     hub.ssh.run(["docker", "rm", "-f", *FAULT_CONTAINERS], sudo=True, timeout=60)
+    hub.ssh.run(["rm", "-f", HOST_ROOT_LINK], sudo=True, timeout=60)
     if not state.get("had_image"):
         hub.ssh.run(["docker", "rmi", REGISTRY_IMAGE], sudo=True, timeout=60)
 
@@ -63,6 +72,46 @@ def _inject_log_secret(hub: Hub) -> dict[str, object]:
 
 def _clear_log_secret(hub: Hub, state: dict[str, object]) -> None:
     hub.ssh.run(["rm", "-f", LEAKY_LOG], sudo=True).check()
+
+
+ARTIFACT_KEY = "/greengrass/v2/packages/artifacts/com.example.HilFaultLeaky/1.0.0/client.key"
+"""A key the candidate ships: devices.yaml's `/greengrass/v2/**` must not exempt it."""
+
+
+def _inject_artifact_key(hub: Hub) -> dict[str, object]:
+    folder = ARTIFACT_KEY.rsplit("/", 2)[0]
+    _ok(hub, ["mkdir", "-p", ARTIFACT_KEY.rsplit("/", 1)[0]])
+    _ok(hub, ["openssl", "genpkey", "-algorithm", "ed25519", "-out", ARTIFACT_KEY])
+    _ok(hub, ["chmod", "0600", ARTIFACT_KEY])
+    return {"folder": folder}
+
+
+def _clear_artifact_key(hub: Hub, state: dict[str, object]) -> None:
+    _ok(hub, ["rm", "-rf", str(state["folder"])])
+
+
+def _harness_address(hub: Hub) -> str:
+    """The harness's address as the hub sees it (the SSH session's client address)."""
+    parts = hub.ssh.run(["printenv", "SSH_CONNECTION"]).check().stdout.split()  # not under sudo: env kept
+    if len(parts) != 4:
+        raise RuntimeError(f"{hub.name}: no SSH_CONNECTION in the session ({parts})")
+    return parts[0]
+
+
+def _blind_rule(source: str) -> list[str]:
+    # new TCP connections from the harness get a reset: every port looks closed, and the
+    # harness's own SSH session (already established) keeps working
+    return ["INPUT", "-s", source, "-p", "tcp", "--syn", "-j", "REJECT", "--reject-with", "tcp-reset"]
+
+
+def _inject_scan_blind(hub: Hub) -> dict[str, object]:
+    source = _harness_address(hub)
+    _ok(hub, ["iptables", "-I", *_blind_rule(source)])
+    return {"source": source}
+
+
+def _clear_scan_blind(hub: Hub, state: dict[str, object]) -> None:
+    _ok(hub, ["iptables", "-D", *_blind_rule(str(state["source"]))])
 
 
 def _nucleus_pids(hub: Hub) -> list[str]:
@@ -105,6 +154,9 @@ FAULTS: dict[str, Fault] = {
     "containers": Fault("test_containers_isolated", _inject_containers, _clear_containers),
     "log-secret": Fault("test_no_secrets_in_greengrass_logs", _inject_log_secret, _clear_log_secret),
     "nucleus-down": Fault("test_nucleus_healthy", _inject_nucleus_down, _clear_nucleus_down),
+    # key_scan is gathered once per hub, by the first I7 check: the stray-key check judges that scan
+    "artifact-key": Fault("test_private_keys_mode_and_owner", _inject_artifact_key, _clear_artifact_key),
+    "scan-blind": Fault("test_tcp_ports_match_allowlist", _inject_scan_blind, _clear_scan_blind),
 }
 
 

@@ -19,7 +19,8 @@ from hil.drivers.ssh import SshConnection
 from hil.errors import DeviceUnreachable
 from hil.inventory import Device, Inventory
 from hil.lease import Lease
-from hil.probes.host import find_secrets, private_keys
+from hil.probes.host import find_secrets
+from hil.probes.keys import private_keys
 from hil.probes.mqtt import mtls_matrix_for, plaintext_connect
 from hil.probes.ports import docker_api_exposure
 from hil.probes.ssh import (

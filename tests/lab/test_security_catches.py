@@ -4,11 +4,17 @@ Two real child runs (`pytest suites/security --device hub-vuln|hub-01 --junitxml
 parallel; per defect of lab/DEFECTS.md, the check that targets it must FAIL on hub-vuln
 with a message naming the defect, and PASS on the hardened hub. Defects the vulnerable
 profile cannot carry are injected by the child around their check (tests/lab/hub_faults.py):
-host-network/host-pid/privileged/docker.sock containers (I9) and a token + private key in
-a component log (I6); the vulnerable hub's run judges the images of candidates/outdated
-(I5), the hardened hub's those of candidates/good. ASLR is host-kernel-wide in the
-virtual lab and never changed: its check is shown failing on the kernel's other values
-in tests/unit/test_security_offline.py.
+containers breaking isolation (I9: host namespaces, privileged, added capabilities, seccomp
+off, a host device, the Docker socket, /run and a symlink to / mounted), a token + private
+key in a component log (I6), a private key in a candidate's artifact folder that the
+inventory's `/greengrass/v2/**` allowlist must not exempt (I7); the vulnerable hub's run
+judges the images of candidates/outdated (I5), the hardened hub's those of
+candidates/good. A third child run shows
+the port scan refusing to pass when it saw nothing: hub-02 resets every new connection
+from the harness during the scan (every port "closed", the SSH port too), and the port
+checks must error as inconclusive instead of passing. ASLR is host-kernel-wide in the
+virtual lab and never changed: its check is shown failing on the kernel's other values in
+tests/unit/test_security_offline.py.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 VULN = "hub-vuln"
 HARDENED = os.environ.get("HIL_LAB_HARDENED_HUB", "hub-01")
-INJECTED = "containers,log-secret"
+BLIND = os.environ.get("HIL_LAB_BLIND_HUB", "hub-02")
+INJECTED = "containers,log-secret,artifact-key"
+BLIND_CHECKS = "test_tcp_ports_match_allowlist or test_forbidden_ports_closed"
 GETTY_LOGIN = r"(?i)\blogin: "
 
 
@@ -52,6 +60,8 @@ class Catch:
     evidence: str
     """A text the failure message must contain: the defect itself, not some other failure."""
 
+
+FILES_CHECK = "test_i9_defaults.py::test_security_files_not_writable_by_others"
 
 CATCHES: tuple[Catch, ...] = (
     Catch("S1", "default credential pi/raspberry over SSH",
@@ -88,8 +98,45 @@ CATCHES: tuple[Catch, ...] = (
     Catch("C2", "Wi-Fi PSK in the boot log", "test_i10_i6_secrets.py::test_no_secrets_in_boot_log", "psk"),
     Catch("I9*", "injected: host-network/host-pid, privileged, docker.sock-mounting containers",
           "test_i9_defaults.py::test_containers_isolated", "host network"),
+    Catch("I9*", "injected: a bind of /run (holds the docker socket; no 'docker.sock' in the name)",
+          "test_i9_defaults.py::test_containers_isolated", "host /run mounted at /hostrun read-write"),
+    Catch("I9*", "injected: a bind of a folder that is a symlink to /",
+          "test_i9_defaults.py::test_containers_isolated", "host /srv/hil-fault-data (= /) mounted at /data"),
+    Catch("I9*", "injected: CAP_SYS_ADMIN added", "test_i9_defaults.py::test_containers_isolated",
+          "capability SYS_ADMIN added"),
+    Catch("I9*", "injected: seccomp unconfined", "test_i9_defaults.py::test_containers_isolated",
+          "seccomp unconfined"),
+    Catch("I9*", "injected: host IPC namespace", "test_i9_defaults.py::test_containers_isolated",
+          "host ipc namespace"),
+    Catch("I9*", "injected: a host device", "test_i9_defaults.py::test_containers_isolated",
+          "host device /dev/null:/dev/hostnull"),
     Catch("I6*", "injected: token and private key in a component log",
           "test_i10_i6_secrets.py::test_no_secrets_in_greengrass_logs", "pem-private-key"),
+    Catch("I7*", "injected: a key in the candidate's artifact folder (allowlist has /greengrass/v2/**)",
+          "test_i7_keys.py::test_no_stray_private_keys",
+          "/greengrass/v2/packages/artifacts/com.example.HilFaultLeaky/1.0.0/client.key"),
+    Catch("S2", "password login offered to every login account (auth none per user)",
+          "test_i1_credentials.py::test_ssh_offers_only_publickey", "guest: keyboard-interactive, password"),
+    Catch("S4", "guest has an empty password (shadow and passwd -S)",
+          "test_i1_credentials.py::test_no_empty_passwords", "empty password for guest"),
+    Catch("M2", "8883 accepts a certificate from another CA",
+          "test_i3_i7_broker.py::test_broker_refuses_client[foreign]", "foreign certificate"),
+    Catch("M2", "8883 accepts an expired certificate",
+          "test_i3_i7_broker.py::test_broker_refuses_client[expired]", "expired certificate"),
+    Catch("M3", "CBC, SHA-1 MAC and RSA key exchange suites on TLS 1.2 (policy file)",
+          "test_i3_i7_broker.py::test_broker_cipher_suites_within_policy",
+          "TLS 1.2 TLS_RSA_WITH_AES_128_CBC_SHA (CBC mode, SHA-1 MAC, RSA key exchange"),
+    Catch("K3", "the device key in DER form", "test_i7_keys.py::test_no_stray_private_keys",
+          "/opt/vendor/identity.der (der)"),
+    Catch("K4", "the device key inside a 1.5 MB archive", "test_i7_keys.py::test_no_stray_private_keys",
+          "/var/backups/hub-config.tar (text)"),
+    Catch("F1", "world-writable sudoers drop-in", FILES_CHECK,
+          "/etc/sudoers.d/90-pi 0666 root:root (world-writable)"),
+    Catch("F2", "group-writable root cron job", FILES_CHECK,
+          "/etc/cron.d/hub-backup 0664 root:pi (writable by group pi)"),
+    Catch("F3", "unexpected set-user-ID root program",
+          "test_i9_defaults.py::test_no_unexpected_setuid_programs",
+          "/usr/local/bin/findutil 4755 root:root"),
     Catch("U1", "apt accepts unsigned packages (apt-config dump)",
           "test_i4_update.py::test_apt_refuses_unauthenticated_packages", "AllowUnauthenticated"),
     Catch("U2", "a [trusted=yes] apt source",
@@ -137,7 +184,7 @@ def parse_junit(path: Path, hub: str) -> dict[str, Outcome]:
     return out
 
 
-def _start(hub: str, tmp: Path, faults: str | None, candidate: str) -> subprocess.Popen[str]:
+def _start(hub: str, tmp: Path, faults: str | None, candidate: str, *select: str) -> subprocess.Popen[str]:
     env = {**os.environ, "HIL_REPORTS_DIR": str(tmp / f"reports-{hub}"), "HIL_RUN_ID": hub,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "lab"),
                                                         os.environ.get("PYTHONPATH")]))}
@@ -146,7 +193,8 @@ def _start(hub: str, tmp: Path, faults: str | None, candidate: str) -> subproces
         env["HIL_HUB_FAULTS_LOG"] = str(tmp / f"faults-{hub}.jsonl")
     argv = [sys.executable, "-m", "pytest", "-p", "hub_faults", "suites/security",
             "--devices", str(INVENTORY), "--device", hub, "--alluredir", str(tmp / f"allure-{hub}"),
-            "--junitxml", str(tmp / f"junit-{hub}.xml"), "-q", "-p", "no:randomly", "--candidate", candidate]
+            "--junitxml", str(tmp / f"junit-{hub}.xml"), "-q", "-p", "no:randomly", "--candidate", candidate,
+            *select]
     return subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
 
@@ -156,7 +204,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Outcom
     tmp = tmp_path_factory.mktemp("security")
     BOOT[VULN] = _fresh_boot()
     procs = {VULN: _start(VULN, tmp, INJECTED, CANDIDATES["vulnerable"]),
-             HARDENED: _start(HARDENED, tmp, None, CANDIDATES["hardened"])}
+             HARDENED: _start(HARDENED, tmp, None, CANDIDATES["hardened"]),
+             BLIND: _start(BLIND, tmp, "scan-blind", CANDIDATES["hardened"], "-k", BLIND_CHECKS)}
     results: dict[str, dict[str, Outcome]] = {}
     for hub, proc in procs.items():
         out, _ = proc.communicate(timeout=900)
@@ -164,10 +213,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Outcom
         assert junit.exists(), f"no JUnit XML from the {hub} run:\n{out[-3000:]}"
         results[hub] = parse_junit(junit, hub)
         assert any((tmp / f"allure-{hub}").glob("*-result.json")), f"no Allure results for {hub}"
-    injected = [json.loads(x) for x in (tmp / f"faults-{VULN}.jsonl").read_text().splitlines()]
-    events = {(e["event"], e["fault"]) for e in injected}
-    for fault in INJECTED.split(","):
-        assert {("inject", fault), ("clear", fault)} <= events, f"fault {fault} not injected and cleared"
+    for hub, faults in ((VULN, INJECTED), (BLIND, "scan-blind")):
+        injected = [json.loads(x) for x in (tmp / f"faults-{hub}.jsonl").read_text().splitlines()]
+        events = {(e["event"], e["fault"]) for e in injected}
+        for fault in faults.split(","):
+            assert {("inject", fault), ("clear", fault)} <= events, f"{hub}: {fault} not injected and cleared"
     if table := os.environ.get("HIL_SECURITY_TABLE"):
         Path(table).write_text(json.dumps({h: {k: [o.outcome, round(o.seconds, 2)] for k, o in r.items()}
                                            for h, r in results.items()}, indent=1))
@@ -184,6 +234,19 @@ def test_check_fails_on_vulnerable_and_passes_on_hardened(runs: dict[str, dict[s
     assert catch.evidence in vuln.message, \
         f"{catch.defect}: {catch.check} failed on {VULN} but not for this defect: {vuln.message[:400]}"
     assert good.outcome == "passed", f"{catch.check} {good.outcome} on {HARDENED}: {good.message[:400]}"
+
+
+def test_scan_that_saw_nothing_cannot_pass(runs: dict[str, dict[str, Outcome]]) -> None:
+    """Every new connection from the harness reset (all ports "closed", SSH's too): the old
+    check passed such a scan - nothing open, nothing unexpected; now both port checks error
+    as inconclusive (infrastructure), naming what the scan did not see."""
+    blind = runs[BLIND]
+    for check in ("test_i2_network.py::test_tcp_ports_match_allowlist",
+                  "test_i2_network.py::test_forbidden_ports_closed"):
+        got = blind.get(check)
+        assert got is not None, f"{check} did not run on {BLIND}: {sorted(blind)}"
+        assert got.outcome == "error", f"{check} {got.outcome} on a scan that saw nothing"
+        assert "[infrastructure]" in got.message and "22 not seen open" in got.message, got.message[:500]
 
 
 def test_hardened_hub_passes_the_whole_suite(runs: dict[str, dict[str, Outcome]]) -> None:

@@ -68,6 +68,9 @@ def test_nmap_and_python_fallback_agree(listeners: list[int]) -> None:
     assert set(listeners) <= set(by_python.open_ports)
     cmp = ports.compare_ports(by_nmap, [listeners[0]])
     assert set(listeners[1:]) <= set(cmp.unexpected)
+    for scan in (by_nmap, by_python):  # both saw the host answer: a verdict may rest on them
+        assert scan.host_seen and scan.answered_ports == 65535
+        assert scan.coverage_problems(must_be_open=listeners) == ()
 
 
 def test_scan_tcp_uses_fallback_without_nmap(listeners: list[int]) -> None:
@@ -78,6 +81,7 @@ def test_scan_tcp_uses_fallback_without_nmap(listeners: list[int]) -> None:
 def test_python_scan_deadline_reports_incomplete() -> None:
     scan = ports.scan_tcp_python("127.0.0.1", concurrency=1, deadline=0.05)
     assert not scan.complete and scan.ports_scanned < 65535
+    assert any("scanned" in p for p in scan.coverage_problems())
 
 
 def test_docker_api_detection(tmp_path: Path) -> None:

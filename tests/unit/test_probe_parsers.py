@@ -147,28 +147,42 @@ def test_cipher_weakness(name: str, bits: int, anon: bool, weak: bool) -> None:
 # -- host ----------------------------------------------------------------------------------------
 
 def test_docker_inspect_recorded() -> None:
-    scan = host.ContainerIsolationScan("d", host.parse_docker_inspect(read("docker_inspect.json")))
-    assert scan.offenders == {"g-probe-bad": ("privileged", "host network", "host pid namespace",
-                                              "docker socket mounted at /var/run/docker.sock")}
-    assert "g-probe-good" not in scan.offenders
+    from hil.probes.containers import judge_container, load_container_policy, parse_docker_inspect
+
+    policy = load_container_policy()
+    resolved = {"/var/run/docker.sock": "/run/docker.sock", "/var/run": "/run"}
+    found = {c.name: judge_container(c, policy, resolved)
+             for c in parse_docker_inspect(read("docker_inspect.json"))}
+    bad = found["g-probe-bad"].problems
+    assert bad[:3] == ("privileged", "host network", "host pid namespace")
+    assert "SELinux labels disabled" in bad
+    assert any("/var/run/docker.sock (= /run/docker.sock) mounted at /var/run/docker.sock" in p for p in bad)
+    assert found["g-probe-good"].problems == ()
 
 
 def test_stat_and_allowlist() -> None:
-    rows = host.parse_stat("600 root root /etc/ssh/ssh_host_ed25519_key\n644 hil hil /home/hil/a b.key\n")
+    from hil.probes import keys
+
+    rows = keys.parse_stat("600 root root /etc/ssh/ssh_host_ed25519_key\n644 hil hil /home/hil/a b.key\n")
     assert rows == [("/etc/ssh/ssh_host_ed25519_key", 0o600, "root", "root"),
                     ("/home/hil/a b.key", 0o644, "hil", "hil")]
     allow = ["/etc/ssh/ssh_host_*_key", "/greengrass/v2/**"]
-    assert host.path_allowed("/greengrass/v2/work/x/priv.key", allow)
-    assert not host.path_allowed("/home/hil/a b.key", allow)
-    assert not host.path_allowed("/etc/ssh/ssh_host_ed25519_key.bak", allow)
+    assert keys.path_allowed("/greengrass/v2/config/priv.key", allow)
+    assert not keys.path_allowed("/home/hil/a b.key", allow)
+    assert not keys.path_allowed("/etc/ssh/ssh_host_ed25519_key.bak", allow)
+    assert not keys.path_allowed("/etc/ssh/sub/ssh_host_x_key", allow), "* must not cross folders"
     with pytest.raises(ParseError):
-        host.parse_stat("rw-r--r-- root root /x")
+        keys.parse_stat("rw-r--r-- root root /x")
 
 
-def test_find_argv_prunes_and_greps_pem_header() -> None:
-    argv = host.find_argv(["/etc"], ["/proc", "/sys"])
+def test_find_argv_prunes_and_greps_every_size_and_binaries() -> None:
+    from hil.probes import keys
+
+    argv = keys.find_argv(["/etc"], ["/proc", "/sys"])
     assert argv[:4] == ["find", "/etc", "(", "-path"] and "-prune" in argv
-    assert host.PEM_PRIVATE_KEY_RE in argv
+    assert keys.PEM_PRIVATE_KEY_RE in argv and "-a" in argv
+    assert not any(a.startswith("-") and a.endswith("k") and a[1:-1].isdigit() for a in argv), argv
+    assert "-size" not in argv, "large files must be searched too"
 
 
 def test_secrets_found_and_masked() -> None:

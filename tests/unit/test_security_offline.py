@@ -8,6 +8,7 @@ sysctl/kernel.rst - and must fail; with 2 it must pass.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -47,35 +48,52 @@ def test_aslr_check_passes_when_full() -> None:
     aslr_check(_hub("2"))
 
 
-# -- weak cipher suites ----------------------------------------------------------------
-# The vulnerable hub's weak suites only come with TLS 1.1 (caught by the version check), so
-# the suite's weak-cipher check is shown failing here on evidence as sslyze reports a
-# broker that still accepts 3DES and RC4 on TLS 1.2, and passing on AEAD-only evidence.
+# -- cipher suites against the TLS policy ----------------------------------------------------
+# The suite's policy check on evidence as sslyze reports it: CBC, SHA-1 MAC, RSA key exchange
+# and legacy primitives fail it with the reason named; AEAD suites with forward secrecy pass.
+# (On real brokers: tests/local/test_probe_broker.py and the lab's vulnerable and plain hubs.)
 
-def _tls(*suites: tuple[str, int]) -> Any:
+def _tls(*suites: tuple[str, str]) -> Any:
     from hil.probes.tls import AcceptedCipher, TlsEvidence, cipher_weakness
 
-    ciphers = tuple(AcceptedCipher("TLS 1.2", name, bits, cipher_weakness(name, bits, False))
-                    for name, bits in suites)
-    return TlsEvidence(host="10.0.0.2", port=8883, accepted_versions=("TLS 1.2",), ciphers=ciphers,
-                       chain=None, scan_errors=())
+    ciphers = tuple(AcceptedCipher(version, name, 128, cipher_weakness(name, 128, False))
+                    for version, name in suites)
+    versions = tuple(dict.fromkeys(v for v, _ in suites))
+    return TlsEvidence(host="10.0.0.2", port=8883, accepted_versions=versions, ciphers=ciphers, chain=None,
+                       scan_errors=())
 
 
 def _pi() -> Any:
     return SimpleNamespace(name="pi-recorded")
 
 
-def test_weak_cipher_check_fails_on_3des_and_rc4() -> None:
-    from suites.security.test_i3_i7_broker import test_broker_no_weak_cipher_suites as check
+@pytest.mark.parametrize(("suite", "why"), [
+    ("TLS_RSA_WITH_3DES_EDE_CBC_SHA", "3DES"),
+    ("TLS_RSA_WITH_RC4_128_SHA", "RC4"),
+    ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "CBC mode"),
+    ("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "SHA-1 MAC"),
+    ("TLS_RSA_WITH_AES_128_GCM_SHA256", "RSA key exchange"),
+    ("TLS_ECDHE_RSA_WITH_ARIA_128_GCM_SHA256", "not in the policy"),
+])
+def test_cipher_policy_check_fails_outside_the_policy(suite: str, why: str) -> None:
+    from suites.security.test_i3_i7_broker import test_broker_cipher_suites_within_policy as check
 
-    evidence = _tls(("TLS_RSA_WITH_3DES_EDE_CBC_SHA", 168), ("TLS_RSA_WITH_RC4_128_SHA", 128),
-                    ("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", 128))
-    with pytest.raises(AssertionError, match="3DES"):
+    evidence = _tls(("TLS 1.2", suite), ("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"))
+    with pytest.raises(AssertionError, match=re.escape(suite) + r" \(.*" + re.escape(why)):
         check(_pi(), evidence)
 
 
-def test_weak_cipher_check_passes_on_aead_only() -> None:
-    from suites.security.test_i3_i7_broker import test_broker_no_weak_cipher_suites as check
+def test_cipher_policy_check_passes_on_the_policy_suites() -> None:
+    from suites.security.test_i3_i7_broker import test_broker_cipher_suites_within_policy as check
 
-    check(_pi(),
-          _tls(("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", 256), ("TLS_AES_128_GCM_SHA256", 128)))
+    check(_pi(), _tls(("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"),
+                      ("TLS 1.2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+                      ("TLS 1.3", "TLS_AES_128_GCM_SHA256")))
+
+
+def test_version_check_judges_against_the_policy() -> None:
+    from suites.security.test_i3_i7_broker import test_broker_tls_1_2_or_newer_only as check
+
+    with pytest.raises(AssertionError, match=r"TLS 1.1 \(outside mozilla-intermediate"):
+        check(_pi(), _tls(("TLS 1.1", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
+                          ("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")))
