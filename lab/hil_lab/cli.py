@@ -25,7 +25,7 @@ from hil_lab import engine, faults, rack
 from hil_lab.inventory_writer import inventory_path, needs_own_inventory, write_inventory
 from hil_lab.pdu_client import ask_pdu
 from hil_lab.status import HubStatus, lab_status
-from hil_lab.topology import DEFAULT_HUBS, MAX_HUBS, REPO_ROOT
+from hil_lab.topology import DEFAULT_HUBS, MAX_HUBS, PLAIN_NAME, REPO_ROOT
 from hil_lab.topology import rack as rack_specs
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -65,14 +65,18 @@ def up(
     = DEFAULT_HUBS,
     with_vulnerable: Annotated[bool, typer.Option("--with-vulnerable",
                                                   help="also start hub-vuln (deliberate defects)")] = False,
+    with_plain: Annotated[bool, typer.Option(
+        "--with-plain", help="also start hub-plain (plain Debian: sshd and a broker only, a few defects)")]
+    = False,
 ) -> None:
     """Start the virtual rack (builds images on first use)."""
     specs = rack_specs(hubs, with_vulnerable=with_vulnerable)
     with _progress() as progress:
-        result = rack.up(specs, progress=progress)
-    out.print(f"lab up in {result.seconds:.0f}s: {', '.join(h.name for h in specs)}")
+        result = rack.up(specs, progress=progress, with_plain=with_plain)
+    names = [h.name for h in result.hubs] + ([PLAIN_NAME] if result.plain else [])
+    out.print(f"lab up in {result.seconds:.0f}s: {', '.join(names)}")
     if needs_own_inventory(hubs):
-        target = write_inventory(specs, inventory_path(hubs))
+        target = write_inventory(specs, inventory_path(hubs), plain=result.plain)
         out.print(f"inventory for this lab: {target.relative_to(REPO_ROOT)} "
                   f"(use it with --devices {target.relative_to(REPO_ROOT)} "
                   f"or export HIL_DEVICES={target})")

@@ -76,12 +76,17 @@ class ImageBuildFailed(InfrastructureError):
     """docker build/import or debootstrap failed; the message carries the tool's output."""
 
 
+PLAIN_HUB = "plain-hub"
+
+
 @dataclass(frozen=True)
 class LabImages:
     base: str
     hub: str
     registry: str
     components: dict[str, str]  # {"web": "hil-lab/web:<hash>", "app": ..., "db": ..., "agent": ...}
+    plain_hub: str = ""
+    """The plain Debian hub (lab/hil_lab/images/plain-hub), not made from the hub image."""
 
 
 # ---------------------------------------------------------------- input hashes
@@ -145,6 +150,7 @@ def planned_images() -> LabImages:
         hub=hub_tag(base),
         registry=image_tag("registry", base, IMAGES_DIR / "registry"),
         components={name: image_tag(name, base, IMAGES_DIR / name) for name in COMPONENTS},
+        plain_hub=image_tag(PLAIN_HUB, base, IMAGES_DIR / PLAIN_HUB),
     )
 
 
@@ -162,6 +168,9 @@ def ensure_images(client: docker.DockerClient, *, state_dir: Path,
     builder.ensure(plan.registry, "registry image",
                    lambda: builder.docker_build(IMAGES_DIR / "registry", plan.registry, plan.base,
                                                 "registry image"))
+    builder.ensure(plan.plain_hub, "plain hub image",
+                   lambda: builder.docker_build(IMAGES_DIR / PLAIN_HUB, plan.plain_hub, plan.base,
+                                                "plain hub image"))
     builder.ensure_group("component images", [
         (tag, functools.partial(builder.docker_build, IMAGES_DIR / name, tag, plan.base, f"component {name}"))
         for name, tag in plan.components.items()])
@@ -176,8 +185,8 @@ def ensure_images(client: docker.DockerClient, *, state_dir: Path,
 
 def _remove_superseded(client: docker.DockerClient, plan: LabImages) -> None:
     """Drop older tags of the lab's images (each base is ~450 MB); keep any still in use."""
-    current = {plan.base, plan.hub, plan.registry, *plan.components.values()}
-    for repository in ("base", "hub", "registry", *COMPONENTS):
+    current = {plan.base, plan.hub, plan.registry, plan.plain_hub, *plan.components.values()}
+    for repository in ("base", "hub", "registry", PLAIN_HUB, *COMPONENTS):
         for image in client.images.list(name=f"hil-lab/{repository}"):
             for tag in image.tags:
                 if tag not in current:

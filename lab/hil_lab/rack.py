@@ -27,7 +27,7 @@ from docker.models.networks import Network
 
 from hil.errors import DeviceUnreachable, InfrastructureError, UserError
 from hil.timeouts import DEFAULT_TIMEOUTS
-from hil_lab import engine, rackd
+from hil_lab import engine, plain_hub, rackd
 from hil_lab.images import LabImages, ensure_images
 from hil_lab.pdu_client import ask_pdu
 from hil_lab.state import LabPaths, LabState, ensure_state
@@ -65,6 +65,8 @@ class UpResult:
     hubs: list[HubSpec]
     images: LabImages
     seconds: float
+    plain: bool = False
+    """The plain hub (hub-plain) runs."""
 
 
 class Steps:
@@ -90,7 +92,7 @@ class Steps:
 
 
 def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = None,
-       state_dir: Path = STATE_DIR) -> UpResult:
+       state_dir: Path = STATE_DIR, with_plain: bool = False) -> UpResult:
     started = time.monotonic()
     steps = Steps(progress)
     paths = LabPaths(state_dir)
@@ -101,6 +103,7 @@ def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = Non
 
     # hubs already running stay served (consoles, PDU, known_hosts): `up` adds, never orphans
     hubs = _with_running_hubs(client, hubs)
+    with_plain = with_plain or plain_hub.existing(client) is not None
 
     task = steps.begin("keys, host keys and certificates")
     state = ensure_state(state_dir, hubs)
@@ -127,9 +130,17 @@ def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = Non
         ask_pdu(hub.outlet, "On")
         steps.advance(task)
 
-    task = steps.begin("hubs: waiting for sshd", total=len(hubs))
+    if with_plain:
+        task = steps.begin("plain hub: provision and start")
+        plain = plain_hub.ensure_plain_hub(client, network, images.plain_hub, state)
+        steps.done(task)
+
+    task = steps.begin("hubs: waiting for sshd", total=len(hubs) + with_plain)
     wait_for_ssh(hubs, timeout=DEFAULT_TIMEOUTS.boot, on_ready=lambda _hub: steps.advance(task))
-    return UpResult(list(hubs), images, time.monotonic() - started)
+    if with_plain:
+        plain_hub.wait_for_plain_ssh(plain)
+        steps.advance(task)
+    return UpResult(list(hubs), images, time.monotonic() - started, plain=with_plain)
 
 
 def _with_running_hubs(client: docker.DockerClient, hubs: Sequence[HubSpec]) -> list[HubSpec]:

@@ -16,7 +16,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from hil_lab.ca import HubIdentity, LabCertificates, ensure_lab_certificates
-from hil_lab.topology import REGISTRY_ADDRESS, REGISTRY_NAME, REGISTRY_PORT, HubSpec
+from hil_lab.topology import (
+    PLAIN_ADDRESS,
+    PLAIN_NAME,
+    PLAIN_SSH_PORT,
+    REGISTRY_ADDRESS,
+    REGISTRY_NAME,
+    REGISTRY_PORT,
+    HubSpec,
+)
 
 HOST_KEY_TYPES = ("ed25519", "rsa")
 RSA_HOST_KEY_BITS = 3072
@@ -124,12 +132,15 @@ def ensure_console_password(path: Path) -> None:
 
 
 def known_hosts_lines(paths: LabPaths, hubs: Sequence[HubSpec]) -> list[str]:
-    """One line per hub address and host key type (port 22: the plain-address form)."""
+    """One line per hub address and host key type (port 22: the plain-address form), and the
+    plain hub's (``[address]:2222``), whether it runs or not: its entry is always valid."""
     lines = []
-    for hub in hubs:
+    endpoints = [(hub.name, hub.address) for hub in hubs]
+    endpoints.append((PLAIN_NAME, f"[{PLAIN_ADDRESS}]:{PLAIN_SSH_PORT}"))
+    for name, endpoint in endpoints:
         for kind in HOST_KEY_TYPES:
-            pub = paths.host_key(hub.name, kind).with_suffix(".pub").read_text().split()
-            lines.append(f"{hub.address} {pub[0]} {pub[1]}")
+            pub = paths.host_key(name, kind).with_suffix(".pub").read_text().split()
+            lines.append(f"{endpoint} {pub[0]} {pub[1]}")
     return lines
 
 
@@ -143,13 +154,13 @@ def ensure_state(root: Path, hubs: Sequence[HubSpec]) -> LabState:
     """Create or keep everything ``hubs`` need, then (re)write their config folders."""
     paths = LabPaths(root)
     root.mkdir(parents=True, exist_ok=True)
-    certs = ensure_lab_certificates(paths.ca_dir, [HubIdentity(h.name, h.address) for h in hubs],
-                                    registry_address=REGISTRY_ADDRESS)
+    identities = [HubIdentity(h.name, h.address) for h in hubs] + [HubIdentity(PLAIN_NAME, PLAIN_ADDRESS)]
+    certs = ensure_lab_certificates(paths.ca_dir, identities, registry_address=REGISTRY_ADDRESS)
     harness_pub = ensure_ssh_key(paths.ssh_key, "ed25519", "hil@harness")
     ensure_console_password(paths.console_password)
-    for hub in hubs:
+    for name in [h.name for h in hubs] + [PLAIN_NAME]:
         for kind in HOST_KEY_TYPES:
-            ensure_ssh_key(paths.host_key(hub.name, kind), kind, f"root@{hub.name}")
+            ensure_ssh_key(paths.host_key(name, kind), kind, f"root@{name}")
     _write(paths.known_hosts, ("\n".join(known_hosts_lines(paths, hubs)) + "\n").encode(), 0o644)
     _write(paths.registry_certs / "registry.pem", certs.registry.cert.read_bytes(), 0o644)
     _write(paths.registry_certs / "registry.key", certs.registry.key.read_bytes(), 0o600)

@@ -56,7 +56,17 @@ PDU_PORT = 47080 + _PORT_SHIFT
 CONSOLE_BASE_PORT = 47100 + _PORT_SHIFT
 VULN_INDEX = 90
 MAX_HUBS = 60
-"""Addresses .11 .. .70 stay clear of the registry (.5) and the vulnerable hub (.90)."""
+"""Addresses .11 .. .70 stay clear of the registry (.5), the vulnerable hub (.90) and the
+plain hub (.95)."""
+
+PLAIN_NAME = "hub-plain"
+"""A second kind of hub: plain Debian with its own image and configuration (not hil-lab-init),
+sshd and a mutual-TLS broker only, on other ports and paths (lab/hil_lab/plain_hub.py)."""
+PLAIN_ADDRESS = f"172.28.{_OCTET}.95"
+PLAIN_CONTAINER = f"hil-lab{_SUFFIX}-{PLAIN_NAME}"
+PLAIN_SSH_PORT = 2222
+PLAIN_BROKER_PORT = 8884
+PLAIN_USER = "qa"
 DEFAULT_HUBS = 3
 
 

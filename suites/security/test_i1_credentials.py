@@ -12,8 +12,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from hil.errors import InconclusiveEvidence
 from hil.drivers.base import Console
+from hil.errors import InconclusiveEvidence
 from hil.hub import Hub
 from hil.probes.accounts import Accounts, password_states
 from hil.probes.console import console_default_credentials

@@ -9,7 +9,8 @@ import yaml
 
 from hil.inventory import load_inventory
 from hil_lab.inventory_writer import CHECKED_IN, device_entry, write_inventory
-from hil_lab.topology import DEFAULT_HUBS, SLOT, SLOT_ENV, hub_by_name, hub_by_outlet, rack
+from hil_lab.plain_hub import plain_device_entry
+from hil_lab.topology import DEFAULT_HUBS, PLAIN_NAME, SLOT, SLOT_ENV, hub_by_name, hub_by_outlet, rack
 
 # The lab's names and numbers depend on the slot ($HIL_LAB_SLOT, read at import): the
 # expectations below follow it, so the tests hold in whichever slot they run.
@@ -32,6 +33,7 @@ def test_checked_in_inventory_matches_default_rack() -> None:
         return
     devices = yaml.safe_load(CHECKED_IN.read_text())["devices"]
     expected = {h.name: device_entry(h) for h in rack(DEFAULT_HUBS, with_vulnerable=True)}
+    expected[PLAIN_NAME] = plain_device_entry()  # listed, started with --with-plain
     assert devices == expected
 
 
@@ -64,3 +66,14 @@ def test_another_slot_shifts_every_name_and_number() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     assert out == ["172.28.80.11", "hil-lab-s3-hub-01", "50101", "hil-lab-s3", "50080"]
+
+
+def test_generated_inventory_with_the_plain_hub(tmp_path: Path) -> None:
+    target = write_inventory(rack(1, with_vulnerable=False), tmp_path / "devices.x.yaml", plain=True)
+    inventory = load_inventory(target)
+    plain = inventory.devices[PLAIN_NAME]
+    assert (plain.ssh.port, plain.ssh.user, plain.console, plain.power) == (2222, "qa", None, None)
+    assert sorted(plain.services) == ["mqtt_broker", "ssh"]
+    assert plain.expect.broker is not None and plain.expect.broker.port == 8884
+    assert plain.expect.broker.foreign_cert_file is None and plain.expect.broker.expired_cert_file
+    assert [d.name for d in inventory.select()] == ["hub-01"], "plain is excluded unless asked for"
