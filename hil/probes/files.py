@@ -37,13 +37,19 @@ CONFIG_PATHS: tuple[str, ...] = (
     "/etc/crontab", "/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly",
     "/etc/cron.monthly", "/var/spool/cron",
     "/etc/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system", "/etc/init.d", "/etc/rc.local",
-    "/greengrass/v2/config", "/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/conf.d",
+    "/etc/mosquitto/mosquitto.conf", "/etc/mosquitto/conf.d",
 )
-"""Audited recursively: the path itself and everything below it."""
+"""Audited recursively: the path itself and everything below it (plus the Greengrass config)."""
 
-KEY_FOLDERS: tuple[str, ...] = ("/etc/ssh", "/etc/ssl/private", "/etc/mosquitto", "/greengrass/v2")
-"""Audited one level deep (the folder and its entries): a Greengrass root also holds the
-candidate's packages, which are not configuration."""
+KEY_FOLDERS: tuple[str, ...] = ("/etc/ssh", "/etc/ssl/private", "/etc/mosquitto")
+"""Audited one level deep (the folder and its entries), with the Greengrass root: that also
+holds the candidate's packages, which are not configuration."""
+
+
+def audited_paths(greengrass_root: str = "/greengrass/v2") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(configuration paths, key folders) for a hub whose nucleus lives in ``greengrass_root``."""
+    root = greengrass_root.rstrip("/") or "/"
+    return (*CONFIG_PATHS, f"{root}/config"), (*KEY_FOLDERS, root)
 
 CRONTABS = "/var/spool/cron/crontabs/"
 """Per-user crontabs are owned by the user they are named after: that is how cron works."""

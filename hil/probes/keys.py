@@ -10,7 +10,7 @@ Two searches over the same roots, both run on the hub:
 
 The allowlist (devices.yaml ``expect.private_key_allowlist``) uses glob patterns where
 ``*`` stays within one folder and ``**`` crosses folders. Under the candidate's own
-artifact folders (ARTIFACT_ROOTS) a ``**`` pattern is never honoured: an inventory
+artifact folders (``artifact_roots``) a ``**`` pattern is never honoured: an inventory
 entry such as ``/greengrass/v2/**`` must not exempt whatever a candidate ships.
 """
 
@@ -34,8 +34,13 @@ DEFAULT_KEY_ROOTS: tuple[str, ...] = (
 DEFAULT_PRUNE: tuple[str, ...] = ("/proc", "/sys", "/dev", "/run", "/var/lib/docker", "/var/lib/containerd")
 """Image layers under /var/lib/docker belong to the image scan, not to the host's key files."""
 
-ARTIFACT_ROOTS: tuple[str, ...] = ("/greengrass/v2/packages/", "/greengrass/v2/work/")
-"""Where a Greengrass candidate's artifacts and working files live."""
+def artifact_roots(greengrass_root: str = "/greengrass/v2") -> tuple[str, ...]:
+    """Where a Greengrass candidate's artifacts and working files live (expect.greengrass_root)."""
+    root = greengrass_root.rstrip("/")
+    return (f"{root}/packages/", f"{root}/work/")
+
+
+ARTIFACT_ROOTS = artifact_roots()
 
 DER_MIN_BYTES = 40
 """An Ed25519 PKCS#8 key is 48 bytes; nothing shorter is a key."""
@@ -110,10 +115,11 @@ def _glob_re(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
-def path_allowed(path: str, allowlist: Iterable[str]) -> bool:
-    """Glob match: ``*`` and ``?`` stay within one folder, ``**`` crosses folders. Under
-    ARTIFACT_ROOTS only patterns without ``**`` count (a file must be named, not a tree)."""
-    in_artifacts = path.startswith(ARTIFACT_ROOTS)
+def path_allowed(path: str, allowlist: Iterable[str], artifacts: Sequence[str] = ARTIFACT_ROOTS) -> bool:
+    """Glob match: ``*`` and ``?`` stay within one folder, ``**`` crosses folders. Under the
+    candidate's artifact folders only patterns without ``**`` count (a file must be named,
+    not a tree)."""
+    in_artifacts = path.startswith(tuple(artifacts))
     return any(_glob_re(pat).match(path) for pat in allowlist if not (in_artifacts and "**" in pat))
 
 
@@ -221,8 +227,13 @@ def parse_stat(text: str) -> list[tuple[str, int, str, str]]:
 
 
 def private_keys(shell: Shell, allowlist: Iterable[str], *, roots: Sequence[str] = DEFAULT_KEY_ROOTS,
-                 prune: Sequence[str] = DEFAULT_PRUNE, timeout: float | None = None) -> PrivateKeyScan:
-    """Files holding a private key (text or DER) under ``roots``, with mode/owner and allowlist match."""
+                 prune: Sequence[str] = DEFAULT_PRUNE, greengrass_root: str = "/greengrass/v2",
+                 timeout: float | None = None) -> PrivateKeyScan:
+    """Files holding a private key (text or DER) under ``roots`` (and the Greengrass root),
+    with mode/owner and allowlist match."""
+    covered = any(greengrass_root == r or greengrass_root.startswith(r.rstrip("/") + "/") for r in roots)
+    roots = tuple(roots) if covered else (*roots, greengrass_root)
+    artifacts = artifact_roots(greengrass_root)
     allow = tuple(allowlist)
     text = shell.run(find_argv(roots, prune), sudo=True, timeout=timeout)
     _check_search(text, "text private keys")
@@ -238,5 +249,6 @@ def private_keys(shell: Shell, allowlist: Iterable[str], *, roots: Sequence[str]
                        timeout=timeout).check()
         for path, mode, owner, group in parse_stat(st.stdout):
             keys.append(KeyFile(path=path, mode=mode, owner=owner, group=group,
-                                allowed=path_allowed(path, allow), format=formats.get(path, "text")))
-    return PrivateKeyScan(device=shell.device, roots=tuple(roots), allowlist=allow, keys=tuple(keys))
+                                format=formats.get(path, "text"),
+                                allowed=path_allowed(path, allow, artifacts)))
+    return PrivateKeyScan(device=shell.device, roots=roots, allowlist=allow, keys=tuple(keys))

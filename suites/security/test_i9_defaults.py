@@ -10,7 +10,7 @@ import pytest
 from hil.hub import Hub
 from hil.probes.accounts import Accounts
 from hil.probes.containers import container_isolation
-from hil.probes.files import file_permissions, setuid_files
+from hil.probes.files import audited_paths, file_permissions, setuid_files
 from hil.probes.host import docker_socket, sysctl
 from hil.probes.keys import PrivateKeyScan
 from suites.evidence import attach_evidence
@@ -58,8 +58,9 @@ def test_security_files_not_writable_by_others(hub: Hub, hub_accounts: Accounts,
     writable by group or others nor owned by a login account."""
     people = [n for n in hub_accounts.login_names if n != "root"]
     folders = sorted({posixpath.dirname(k.path) for k in key_scan.keys})
-    audit = file_permissions(hub.ssh, login_accounts=people, key_folders=folders,
-                             timeout=hub.timeouts.ssh_command)
+    config_paths, key_roots = audited_paths(hub.device.expect.greengrass_root)
+    audit = file_permissions(hub.ssh, login_accounts=people, key_folders=folders, config_paths=config_paths,
+                             key_roots=key_roots, timeout=hub.timeouts.ssh_command)
     attach_evidence("file permissions", audit)
     assert not audit.findings, f"{hub.name}: security-relevant files open to change: " + "; ".join(
         f.describe() for f in audit.findings)
