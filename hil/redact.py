@@ -1,14 +1,18 @@
 """Keep secrets out of logs, reports and gate.json.
 
 Known secret values (resolved console passwords, tokens) are registered at run
-time and replaced wherever text leaves the harness; PEM private key blocks and
-common token shapes are masked whether registered or not.
+time and replaced wherever text leaves the harness, whatever their length (a
+3-character PDU password is masked too, at the price of masking the same three
+characters anywhere else); PEM private key blocks and common token shapes are
+masked whether registered or not. Structured output (JSON) is redacted value by
+value (``redact_tree``): masking inside its text could break its syntax.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from typing import Any
 
 MASK = "***REDACTED***"
 
@@ -24,14 +28,30 @@ _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 
 _known: set[str] = set()
+_known_re: re.Pattern[str] | None = None
 _lock = threading.Lock()
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret value so that it is masked wherever it appears."""
-    if value and len(value) >= 4:
-        with _lock:
+    """Remember a secret value so that it is masked wherever it appears (any length but empty)."""
+    global _known_re
+    if not value:
+        return
+    with _lock:
+        if value not in _known:
             _known.add(value)
+            _known_re = None
+
+
+def _known_pattern() -> re.Pattern[str] | None:
+    """One pass over the text for all known secrets, longest first; a mask already in the text
+    is matched first and kept, so a short secret that occurs in MASK does not mangle it."""
+    global _known_re
+    with _lock:
+        if _known_re is None and _known:
+            values = sorted(_known, key=len, reverse=True)
+            _known_re = re.compile(f"({re.escape(MASK)})|" + "|".join(re.escape(v) for v in values))
+        return _known_re
 
 
 def redact(text: str) -> str:
@@ -41,11 +61,21 @@ def redact(text: str) -> str:
     out = _TOKEN_PATTERNS[0].sub(lambda m: m.group(1) + m.group(2) + MASK, out)
     out = _TOKEN_PATTERNS[1].sub(MASK, out)
     out = _TOKEN_PATTERNS[2].sub(lambda m: m.group(1) + MASK, out)
-    with _lock:
-        known = sorted(_known, key=len, reverse=True)
-    for value in known:
-        out = out.replace(value, MASK)
+    known = _known_pattern()
+    if known is not None:
+        out = known.sub(lambda m: m.group(1) or MASK, out)
     return out
+
+
+def redact_tree(node: Any) -> Any:
+    """``redact`` on every string of a JSON-like tree (keys included); other values unchanged."""
+    if isinstance(node, str):
+        return redact(node)
+    if isinstance(node, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_tree(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [redact_tree(v) for v in node]
+    return node
 
 
 def redact_bytes(data: bytes) -> bytes:

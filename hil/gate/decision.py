@@ -36,7 +36,7 @@ from hil.gate.links import AllureLinks
 from hil.gate.passes import DEFAULT_PASSES, GateContext, Pass
 from hil.gate.policy import GatePolicy
 from hil.gate.results import RunResults
-from hil.redact import redact
+from hil.redact import redact_tree
 
 __all__ = ["CheckGap", "Decision", "DeviceChecks", "DeviceOutcome", "Effect", "Finding", "GateDecision",
            "GateFailure", "SuiteOutcome", "decide", "failures_of", "write_gate_json"]
@@ -98,19 +98,9 @@ class GateDecision:
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"gate_json_version": GATE_JSON_VERSION, **asdict(self)}
         doc["exit_code"] = self.exit_code
-        out: dict[str, Any] = _redacted(json.loads(json.dumps(doc, default=str)))
+        # value by value: redacting the JSON text could break its quoting
+        out: dict[str, Any] = redact_tree(json.loads(json.dumps(doc, default=str)))
         return out
-
-
-def _redacted(node: Any) -> Any:
-    """Redact every string value (redacting the JSON text could break its quoting)."""
-    if isinstance(node, str):
-        return redact(node)
-    if isinstance(node, dict):
-        return {redact(str(k)): _redacted(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_redacted(v) for v in node]
-    return node
 
 
 # -- the decision ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hil.gate.decision import Decision, GateDecision
-from hil.redact import redact
+from hil.redact import redact_tree
 
 
 def ledger_entry(decision: GateDecision, *, gate_json_sha256: str, gate_json_path: str,
@@ -34,7 +34,8 @@ def record_promotion(ledger: Path, decision: GateDecision, *, gate_json_sha256: 
         return None
     entry = ledger_entry(decision, gate_json_sha256=gate_json_sha256, gate_json_path=gate_json_path,
                          ci_job_url=ci_job_url)
-    line = redact(json.dumps(entry, sort_keys=True, default=str)) + "\n"
+    # value by value: a short secret masked inside the JSON text could break its syntax
+    line = json.dumps(redact_tree(json.loads(json.dumps(entry, default=str))), sort_keys=True) + "\n"
     ledger.parent.mkdir(parents=True, exist_ok=True)
     with ledger.open("a", encoding="utf-8") as fh:
         # two CI jobs on one runner may promote at once: one whole line each

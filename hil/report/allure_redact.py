@@ -13,17 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hil.redact import redact, redact_bytes
-
-
-def _redact_tree(node: Any) -> Any:
-    if isinstance(node, str):
-        return redact(node)
-    if isinstance(node, list):
-        return [_redact_tree(v) for v in node]
-    if isinstance(node, dict):
-        return {k: _redact_tree(v) for k, v in node.items()}
-    return node
+from hil.redact import redact, redact_bytes, redact_tree
 
 
 def _redacting_logger(original: Any) -> Any:
@@ -75,7 +65,7 @@ def _redact_attrs(node: Any) -> None:
             setattr(node, f.name, redact(value))
         elif isinstance(value, list | dict):
             if isinstance(value, dict):
-                setattr(node, f.name, _redact_tree(value))
+                setattr(node, f.name, redact_tree(value))
             else:
                 for v in value:
                     _redact_attrs(v)

@@ -31,6 +31,8 @@ class FakeTasmota(ThreadingHTTPServer):
         self.state = dict.fromkeys(range(1, outlets + 1), False)
         self.password = password
         self.requests: list[str] = []
+        self.paths: list[str] = []
+        """Every request line's path: where a password must never appear."""
 
     @property
     def url(self) -> str:
@@ -45,7 +47,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         u = urlparse(self.path)
-        q = {k: v[0] for k, v in parse_qs(u.query).items()}
+        self._serve(u.path, {k: v[0] for k, v in parse_qs(u.query).items()})
+
+    def do_POST(self) -> None:  # Tasmota takes its arguments from a form body too
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        q = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+        q.update({k: v[0] for k, v in parse_qs(body).items()})
+        self._serve(urlparse(self.path).path, q)
+
+    def _serve(self, path: str, q: dict[str, str]) -> None:
+        u = urlparse(path)
+        self.server.paths.append(self.path)
         self.server.requests.append(q.get("cmnd", ""))
         if u.path != "/cm":
             self._send(404, {})
@@ -110,6 +122,23 @@ def test_tasmota_on_off_status_cycle(pdu: FakeTasmota, tmp_path: Path,
     assert time.monotonic() - t0 >= 0.2
     assert pdu.state[3] is True
     assert pdu.requests[-2:] == ["Power3 Off", "Power3 On"]
+    assert pdu.paths and not any("pdu-secret-1" in p or "admin" in p for p in pdu.paths)  # body only
+
+
+def test_tasmota_warns_when_a_password_travels_over_plain_http(pdu: FakeTasmota, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("PDU_PASSWORD", "pdu-secret-1")
+    with caplog.at_level("WARNING", logger="hil.drivers.power.tasmota"):
+        make_power(device(tmp_path, driver="tasmota", url=pdu.url, outlet=1, password="${PDU_PASSWORD}"),
+                   FAST)
+    assert "device hub-01, field power.url" in caplog.text and "plain HTTP" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="hil.drivers.power.tasmota"):
+        make_power(device(tmp_path, driver="tasmota", url=pdu.url, outlet=1), FAST)  # nothing to protect
+        make_power(device(tmp_path, driver="tasmota", url="https://pdu.example", outlet=1,
+                          password="${PDU_PASSWORD}"), FAST)
+    assert caplog.text == ""
 
 
 def test_tasmota_wrong_password_unknown_outlet_and_dead_pdu(pdu: FakeTasmota, tmp_path: Path,

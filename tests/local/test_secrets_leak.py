@@ -35,6 +35,12 @@ def _pem() -> tuple[str, str]:
     return pem, lines[1]  # a full line from the middle: it appears nowhere else
 
 
+def short_secret() -> str:
+    """Three characters (a PIN-like PDU password) that no word, number, id or key of the harness's
+    own output contains (lower-upper-lower from letters outside hex), so every hit is a leak."""
+    return secrets.choice("qxzj") + secrets.choice("QXZJ") + secrets.choice("qxzj")
+
+
 @pytest.fixture
 def planted(tmp_path: Path) -> dict[str, str]:
     password = "pw-" + secrets.token_hex(8)
@@ -42,7 +48,7 @@ def planted(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "console_password").write_text(password + "\n")
     pem, pem_line = _pem()
     (tmp_path / "device.key").write_text(pem)
-    return {"password": password, "token": token, "pem_line": pem_line}
+    return {"password": password, "token": token, "pem_line": pem_line, "short": short_secret()}
 
 
 TINY_TEST = '''
@@ -55,22 +61,23 @@ from hil.steps import step
 HERE = Path(__file__).parent
 PW = SecretRef.parse("${file:%s}" % (HERE / "console_password")).resolve()
 TOKEN = SecretRef.parse("${HIL_FAKE_TOKEN}").resolve()
+SHORT = SecretRef.parse("${HIL_SHORT_SECRET}").resolve()
 PEM = (HERE / "device.key").read_text()
 
 def test_login_leaks_everything():
-    logging.getLogger("hil.test").warning("console password %s, token %s", PW, TOKEN)
-    print("stdout:", PW, TOKEN, PEM)
-    print("stderr:", PW, TOKEN, file=sys.stderr)
-    with step(f"console login {PW}", device="hub-01", password=PW, token=TOKEN) as st:
-        st.attach("stdout", PEM + "Authorization: Bearer " + TOKEN + " " + PW)
-    assert PW == "", f"login refused for password {PW} token {TOKEN}"
+    logging.getLogger("hil.test").warning("console password %s, token %s, pin %s", PW, TOKEN, SHORT)
+    print("stdout:", PW, TOKEN, PEM, "pin", SHORT)
+    print("stderr:", PW, TOKEN, SHORT, file=sys.stderr)
+    with step(f"console login {PW} {SHORT}", device="hub-01", password=PW, token=TOKEN, pin=SHORT) as st:
+        st.attach("stdout", PEM + "Authorization: Bearer " + TOKEN + " " + PW + " pdu pin " + SHORT)
+    assert PW == "", f"login refused for password {PW} token {TOKEN} pin {SHORT}"
 
 def test_device_error_quotes_the_secret():
     with step("deploy", device="hub-01"):
-        raise InfrastructureError(f"hub said: bad password {PW} / {TOKEN}\\n{PEM}")
+        raise InfrastructureError(f"hub said: bad password {PW} / {TOKEN} / {SHORT}\\n{PEM}")
 
 def test_passes():
-    print(PW)
+    print(PW, SHORT)
 '''
 
 
@@ -84,7 +91,8 @@ def _capture_console(path: Path, secret_file: Path, planted: dict[str, str], pem
     con.open()
     try:
         # typed at a prompt that echoes (a password typed into a shell), plus a key cat'ed
-        con._write(f"{password}\r\nexport API_TOKEN={planted['token']}\r\n{pem}")
+        short = SecretRef.parse("${HIL_SHORT_SECRET}").resolve()
+        con._write(f"{password}\r\nexport API_TOKEN={planted['token']}\r\npin {short}\r\n{pem}")
         deadline = time.monotonic() + 5
         while planted["pem_line"] not in con.captured():
             assert time.monotonic() < deadline, "loop:// console did not echo"
@@ -93,11 +101,14 @@ def _capture_console(path: Path, secret_file: Path, planted: dict[str, str], pem
         con.close()
 
 
-def test_no_output_file_contains_a_planted_secret(tmp_path: Path, planted: dict[str, str]) -> None:
+def test_no_output_file_contains_a_planted_secret(tmp_path: Path, planted: dict[str, str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HIL_SHORT_SECRET", planted["short"])  # the console capture runs in this process
     (tmp_path / "conftest.py").write_text((REPO / "conftest.py").read_text())
     (tmp_path / "test_leaky.py").write_text(textwrap.dedent(TINY_TEST))
     reports = tmp_path / "reports"
-    env = {**os.environ, "HIL_FAKE_TOKEN": planted["token"], "HIL_REPORTS_DIR": str(reports),
+    env = {**os.environ, "HIL_FAKE_TOKEN": planted["token"], "HIL_SHORT_SECRET": planted["short"],
+           "HIL_REPORTS_DIR": str(reports),
            "HIL_RUN_ID": "leak-run", "PYTHONPATH": str(REPO)}
     run = _run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--alluredir",
                 str(reports / "allure-results"), "--junitxml", str(reports / "junit.xml"), "test_leaky.py"],

@@ -1,12 +1,16 @@
 """Tasmota HTTP API (smart plugs, many PDUs; the virtual lab's PDU speaks it too).
 
 ``GET {url}/cm?cmnd=Power<N> On|Off`` switches, ``cmnd=Power<N>`` reads the state as
-``{"POWER<N>": "ON"}`` (single-relay devices answer ``{"POWER": "ON"}``). Tasmota's
-web password goes as ``user=`` / ``password=`` query parameters.
+``{"POWER<N>": "ON"}`` (single-relay devices answer ``{"POWER": "ON"}``). With a web
+password the request is a ``POST`` whose form body carries ``user``, ``password`` and
+``cmnd`` (Tasmota reads its arguments from the query or the body): credentials never go
+into a URL, which proxies and web servers log. A password over plain ``http://`` is
+still readable on the wire: the driver warns about it once per outlet.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -19,6 +23,8 @@ from hil.inventory import SecretRef
 from hil.redact import redact, register_secret
 from hil.steps import step
 from hil.timeouts import Timeouts
+
+log = logging.getLogger("hil.drivers.power.tasmota")
 
 
 class PowerError(InfrastructureError):
@@ -48,6 +54,10 @@ class TasmotaOutlet:
         self.params = params
         self.timeouts = timeouts
         self._http = requests.Session()
+        if (params.user or params.password) and params.url.lower().startswith("http://"):
+            log.warning("device %s, field power.url: %s is plain HTTP, so the PDU password crosses the "
+                        "network readable by anyone on it; use https:// if the PDU offers it",
+                        device, params.url)
 
     def _auth(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -60,9 +70,12 @@ class TasmotaOutlet:
 
     def _command(self, cmnd: str) -> bool:
         url = self.params.url.rstrip("/") + "/cm"
+        auth = self._auth()
         try:
-            resp = self._http.get(url, params={**self._auth(), "cmnd": cmnd},
-                                  timeout=self.timeouts.power_request)
+            if auth:  # in the form body, never in the URL
+                resp = self._http.post(url, data={**auth, "cmnd": cmnd}, timeout=self.timeouts.power_request)
+            else:
+                resp = self._http.get(url, params={"cmnd": cmnd}, timeout=self.timeouts.power_request)
             resp.raise_for_status()
             body: Any = resp.json()
         except requests.HTTPError:
@@ -70,7 +83,7 @@ class TasmotaOutlet:
                              + (" (check power.user / power.password)"
                                 if resp.status_code in (401, 403) else "")) from None
         except requests.RequestException as exc:
-            # The URL in requests' message carries the query string, password included.
+            # whatever requests quotes (a URL, a body) goes through the redactor
             raise PowerError(redact(f"{self.device}: PDU {url} did not answer {cmnd!r}: "
                                     f"{type(exc).__name__}: {exc}")) from None
         except ValueError:
