@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from security_runs import Outcome, finish_security_run, start_security_run
 
 from hil.drivers.console import SerialConsole
 from hil.hub import Hub
@@ -158,61 +156,15 @@ CANDIDATES = {"vulnerable": "candidates/outdated", "hardened": "candidates/good"
 BOOT: dict[str, str] = {}
 
 
-@dataclass(frozen=True)
-class Outcome:
-    outcome: str
-    message: str
-    seconds: float
-
-
-def _test_key(case: ET.Element, hub: str) -> str:
-    module = case.attrib["classname"].rsplit(".", 1)[-1] + ".py"
-    name = case.attrib["name"].replace(f"[{hub}]", "").replace(f"[{hub}-", "[")
-    return f"{module}::{name}"
-
-
-def parse_junit(path: Path, hub: str) -> dict[str, Outcome]:
-    out: dict[str, Outcome] = {}
-    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314 - our own child's report
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            el = case.find(tag)
-            if el is not None:
-                outcome = {"failure": "failed"}.get(tag, tag)
-                message = (el.attrib.get("message") or "") + "\n" + (el.text or "")
-        out[_test_key(case, hub)] = Outcome(outcome, message, float(case.attrib.get("time", 0)))
-    return out
-
-
-def _start(hub: str, tmp: Path, faults: str | None, candidate: str, *select: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "HIL_REPORTS_DIR": str(tmp / f"reports-{hub}"), "HIL_RUN_ID": hub,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "lab"),
-                                                        os.environ.get("PYTHONPATH")]))}
-    if faults:
-        env["HIL_HUB_FAULTS"] = f"{hub}={faults}"
-        env["HIL_HUB_FAULTS_LOG"] = str(tmp / f"faults-{hub}.jsonl")
-    argv = [sys.executable, "-m", "pytest", "-p", "hub_faults", "suites/security",
-            "--devices", str(INVENTORY), "--device", hub, "--alluredir", str(tmp / f"allure-{hub}"),
-            "--junitxml", str(tmp / f"junit-{hub}.xml"), "-q", "-p", "no:randomly", "--candidate", candidate,
-            *select]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Outcome]]:
     tmp = tmp_path_factory.mktemp("security")
     BOOT[VULN] = _fresh_boot()
-    procs = {VULN: _start(VULN, tmp, INJECTED, CANDIDATES["vulnerable"]),
-             HARDENED: _start(HARDENED, tmp, None, CANDIDATES["hardened"]),
-             BLIND: _start(BLIND, tmp, "scan-blind", CANDIDATES["hardened"], "-k", BLIND_CHECKS)}
-    results: dict[str, dict[str, Outcome]] = {}
-    for hub, proc in procs.items():
-        out, _ = proc.communicate(timeout=900)
-        junit = tmp / f"junit-{hub}.xml"
-        assert junit.exists(), f"no JUnit XML from the {hub} run:\n{out[-3000:]}"
-        results[hub] = parse_junit(junit, hub)
-        assert any((tmp / f"allure-{hub}").glob("*-result.json")), f"no Allure results for {hub}"
+    procs = {VULN: start_security_run(INVENTORY, VULN, tmp, INJECTED, CANDIDATES["vulnerable"]),
+             HARDENED: start_security_run(INVENTORY, HARDENED, tmp, None, CANDIDATES["hardened"]),
+             BLIND: start_security_run(INVENTORY, BLIND, tmp, "scan-blind", CANDIDATES["hardened"],
+                                       "-k", BLIND_CHECKS)}
+    results = {hub: finish_security_run(proc, tmp, hub) for hub, proc in procs.items()}
     for hub, faults in ((VULN, INJECTED), (BLIND, "scan-blind")):
         injected = [json.loads(x) for x in (tmp / f"faults-{hub}.jsonl").read_text().splitlines()]
         events = {(e["event"], e["fault"]) for e in injected}
