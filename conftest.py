@@ -1,12 +1,6 @@
-"""Root conftest: loads the harness's pytest plugins, nothing else."""
+"""Root conftest: nothing to load.
 
-pytest_plugins = [
-    "hil_pytest.run",
-    "hil_pytest.devices",
-    "hil_pytest.outcomes",
-    "hil_pytest.gate",
-    "hil_pytest.security",
-    "hil_pytest.software",
-    "hil_pytest.run_meta", "hil_pytest.deploy", "hil_pytest.latency",
-    "hil_pytest.cancel",
-]
+The harness's pytest plugin comes with the installed package (the ``pytest11`` entry
+point ``hil`` -> hil_pytest.plugin, which lists its parts), here as in any repository
+that installs it.
+"""

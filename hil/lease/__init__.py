@@ -215,6 +215,31 @@ def default_lease_directory(lab: str) -> Path:
     return LEASE_DIRECTORY / lab
 
 
+WAIT_LOGGER = "hil.lease.wait"
+"""Where a lease wait says who holds the device and how long it will wait (the pytest
+plugin shows these lines on the terminal as they happen)."""
+WAIT_REMINDER = 60.0
+"""Seconds between "still waiting" lines."""
+
+
+def _announce_wait(devices: Sequence[str], holders: Callable[[], dict[str, LeaseInfo]], timeout: float,
+                   left: float) -> None:
+    import datetime as dt
+    import logging
+
+    try:
+        held = holders()
+    except InfrastructureError as exc:  # the store itself is in trouble: say so, keep waiting
+        who = f"holder unknown ({exc})"
+    else:
+        who = "; ".join(f"{d} by {held[d].describe()}" for d in devices if d in held) or "holder unknown"
+    until = (dt.datetime.now() + dt.timedelta(seconds=left)).strftime("%H:%M:%S")
+    verb = "waiting" if left >= timeout - 1 else "still waiting"
+    logging.getLogger(WAIT_LOGGER).info(
+        "%s for %s: held (%s); waiting up to %.0f s more (until %s, lease timeout %g s)",
+        verb, ", ".join(devices), who, left, until, timeout)
+
+
 def wait_deadline(timeout: float) -> float:
     return time.monotonic() + max(0.0, timeout)
 
@@ -228,11 +253,16 @@ def wait_for_lease(take: Callable[[], L | None], devices: Sequence[str], *, time
     (then LeaseTimeout naming who holds the devices). Shared by every store."""
     deadline = wait_deadline(timeout)
     pause = 0.05
+    next_notice = time.monotonic()
     while True:
         lease = take()
         if lease is not None:
             return lease
-        left = deadline - time.monotonic()
+        now = time.monotonic()
+        left = deadline - now
+        if left > 0 and now >= next_notice:
+            _announce_wait(devices, holders, timeout, left)
+            next_notice = now + WAIT_REMINDER
         if left <= 0:
             held = holders()
             who = "; ".join(f"{d}: {held[d].describe()}" for d in devices if d in held)

@@ -45,7 +45,8 @@ RESULT_PLUGINS = ("hil_pytest.run", "hil_pytest.devices", "hil_pytest.outcomes")
 def pytest_argv(root: Path, *extra: str) -> list[str]:
     plugins = [arg for name in RESULT_PLUGINS for arg in ("-p", name)]
     return [sys.executable, "-m", "pytest", "-c", "/dev/null", "--rootdir", str(root),
-            "-p", "no:cacheprovider", "-p", "allure_pytest", *plugins, "-q",
+            # the installed plugin (entry point hil) off: these runs load the parts they record
+            "-p", "no:cacheprovider", "-p", "no:hil", "-p", "allure_pytest", *plugins, "-q",
             "-W", "ignore::pytest.PytestUnknownMarkWarning", *extra, "suites"]
 
 
