@@ -1,9 +1,12 @@
-"""Security checks that the virtual lab cannot make fail, run on the kernel's other values.
+"""Checks that the virtual lab cannot make fail, run here on the values it cannot produce.
 
-ASLR (kernel.randomize_va_space) is host-kernel-wide in the virtual lab and never
-changed, so the suite's own check function runs here against a shell that answers
-as a kernel with ASLR off (0) or partial (1) - the values documented in the kernel's
-sysctl/kernel.rst - and must fail; with 2 it must pass.
+ASLR (kernel.randomize_va_space) and the clock are host-kernel-wide in the virtual lab
+and never changed, so the suite's own check functions run here against a shell that
+answers as a kernel with ASLR off (0) or partial (1) - the values documented in the
+kernel's sysctl/kernel.rst - or a hub whose clock is a minute off, and must fail; with
+full ASLR and a true clock they must pass. The cipher-suite policy check runs on
+evidence as sslyze reports it (on real brokers: tests/local/test_probe_broker.py and the
+lab's vulnerable and plain hubs).
 """
 
 from __future__ import annotations
@@ -97,3 +100,31 @@ def test_version_check_judges_against_the_policy() -> None:
     with pytest.raises(AssertionError, match=r"TLS 1.1 \(outside mozilla-intermediate"):
         check(_pi(), _tls(("TLS 1.1", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"),
                           ("TLS 1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")))
+
+
+# -- clock (OWASP I8, the smoke suite's check) -----------------------------------------------
+
+class DateShell:
+    device = "pi-recorded"
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, sudo: bool = False,
+            stdin: str | None = None) -> CommandResult:
+        import time
+
+        assert tuple(argv) == ("date", "+%s.%N")
+        return CommandResult(tuple(argv), 0, f"{time.time() + self.offset:.9f}\n", "", 0.001)
+
+
+@pytest.mark.parametrize(("offset", "fails"), [(60.0, True), (-45.0, True), (0.0, False)])
+def test_clock_check_fails_when_the_hub_clock_is_off(offset: float, fails: bool) -> None:
+    from suites.smoke.test_smoke import test_clock_synchronised as check
+
+    hub = SimpleNamespace(name="pi-recorded", ssh=DateShell(offset), timeouts=DEFAULT_TIMEOUTS)
+    if fails:
+        with pytest.raises(AssertionError, match="clock is"):
+            check(hub)
+    else:
+        check(hub)
