@@ -20,7 +20,8 @@ def report(
         "another run)")] = Path("reports/gate.json"),
     tools: Annotated[Path | None, typer.Option(
         metavar="DIR",
-        help="where allure-commandline is installed from npm (default: .tools/ in the checkout)")] = None,
+        help="where the pinned allure-commandline is installed (npm ci --ignore-scripts) and cached "
+        "(default: $HIL_TOOLS_DIR, else $XDG_CACHE_HOME/hil/tools or ~/.cache/hil/tools)")] = None,
 ) -> None:
     """Generate the Allure HTML report (history kept across runs) and print its index.html."""
     from hil.report.html import build_report, ensure_allure

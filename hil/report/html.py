@@ -1,16 +1,26 @@
 """Build the static HTML report with the Allure report generator (allure-commandline).
 
-The generator comes from the npm registry into a git-ignored tools folder (it is a
-Java program; Java 17 runs it). History is carried from the previous report into
-the results before generating, so the report shows trends across runs.
+The generator (a Java program; Java 17 runs it) is a tool the harness runs, so it is
+pinned like a dependency: ``allure_tool/package.json`` names an exact version and the
+committed ``allure_tool/package-lock.json`` its integrity hash. ``ensure_allure`` installs
+exactly that with ``npm ci --ignore-scripts`` (no install scripts run, npm refuses a
+tarball whose hash differs) into the user's cache folder ($HIL_TOOLS_DIR, else
+$XDG_CACHE_HOME/hil/tools, else ~/.cache/hil/tools), never into the installed package:
+one folder per lockfile digest, completed before it is renamed into place, so a changed
+lockfile gets a fresh install and an interrupted one is never used.
+
+History is carried from the previous report into the results before generating, so the
+report shows trends across runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +29,9 @@ from hil.errors import InfrastructureError, UserError
 from hil.gate.ci import CiJob, ci_job
 from hil.report.verdict import GateVerdict, write_verdict
 
-ALLURE_NPM_PACKAGE = "allure-commandline@^2.30"
-DEFAULT_TOOLS_DIR = Path(__file__).resolve().parents[2] / ".tools"
+TOOL_MANIFEST = Path(__file__).resolve().parent / "allure_tool"
+"""package.json + package-lock.json: the pinned generator."""
+INSTALLED_MARK = ".hil-lock-sha256"
 NPM_INSTALL_TIMEOUT = 300.0
 GENERATE_TIMEOUT = 300.0
 
@@ -53,14 +64,31 @@ class ReportError(InfrastructureError):
 
 
 def tools_dir() -> Path:
-    return Path(os.environ.get("HIL_TOOLS_DIR") or DEFAULT_TOOLS_DIR)
+    """$HIL_TOOLS_DIR, else the user's cache folder (XDG): never the package's own folder."""
+    if given := os.environ.get("HIL_TOOLS_DIR"):
+        return Path(given)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "hil" / "tools"
 
 
-def ensure_allure(tools: Path | None = None, *, timeout: float = NPM_INSTALL_TIMEOUT) -> Path:
-    """The ``allure`` launcher, installed from the npm registry into ``tools`` if missing."""
+def lock_digest(manifest: Path = TOOL_MANIFEST) -> str:
+    """sha256 over package.json and package-lock.json: names the install folder."""
+    h = hashlib.sha256()
+    for name in ("package.json", "package-lock.json"):
+        h.update(name.encode() + b"\0" + (manifest / name).read_bytes())
+    return h.hexdigest()
+
+
+def ensure_allure(tools: Path | None = None, *, timeout: float = NPM_INSTALL_TIMEOUT,
+                  manifest: Path = TOOL_MANIFEST) -> Path:
+    """The ``allure`` launcher of the pinned generator, installed with ``npm ci --ignore-scripts``
+    from the committed lockfile into ``tools`` (the cache folder) on first use."""
     tools = tools or tools_dir()
-    launcher = tools / "node_modules" / ".bin" / "allure"
-    if launcher.exists():
+    digest = lock_digest(manifest)
+    home = tools / f"allure-{digest[:16]}"
+    launcher = home / "node_modules" / ".bin" / "allure"
+    mark = home / INSTALLED_MARK
+    if launcher.exists() and mark.is_file() and mark.read_text(encoding="utf-8").strip() == digest:
         return launcher
     npm = shutil.which("npm")
     if npm is None:
@@ -69,20 +97,33 @@ def ensure_allure(tools: Path | None = None, *, timeout: float = NPM_INSTALL_TIM
     if shutil.which("java") is None:
         raise ReportError("java is not installed: the Allure report generator needs Java 17 "
                           "(Debian: apt-get install openjdk-17-jre-headless)")
-    tools.mkdir(parents=True, exist_ok=True)
-    ignore = tools / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("*\n", encoding="utf-8")  # the tools folder never gets committed
-    argv = [npm, "install", "--prefix", str(tools), "--no-audit", "--no-fund", "--loglevel=error",
-            ALLURE_NPM_PACKAGE]
+    tools.mkdir(parents=True, exist_ok=True, mode=0o700)
+    work = Path(tempfile.mkdtemp(prefix=".allure-", dir=tools))
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise ReportError(f"npm install {ALLURE_NPM_PACKAGE} did not finish within {timeout:.0f} s") from None
-    if proc.returncode != 0 or not launcher.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise ReportError(f"npm install {ALLURE_NPM_PACKAGE} failed (exit {proc.returncode}): "
-                          + " | ".join(tail))
+        for name in ("package.json", "package-lock.json"):
+            shutil.copyfile(manifest / name, work / name)
+        # ci: exactly the lockfile (integrity checked), nothing resolved anew; no install scripts
+        argv = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+        try:
+            proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=timeout,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise ReportError(f"npm ci of the Allure report generator did not finish within "
+                              f"{timeout:.0f} s") from None
+        if proc.returncode != 0 or not (work / "node_modules" / ".bin" / "allure").exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise ReportError(f"npm ci of the Allure report generator failed (exit {proc.returncode}): "
+                              + " | ".join(tail))
+        (work / INSTALLED_MARK).write_text(digest + "\n", encoding="utf-8")
+        if home.exists():
+            shutil.rmtree(home)  # an older or broken install of the same lockfile
+        try:
+            os.replace(work, home)  # complete, or not there at all
+        except OSError:
+            if not launcher.exists():  # (another process was quicker: its install is as good)
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return launcher
 
 
