@@ -91,17 +91,31 @@ def test_deploy_then_restore_exits_0(app: typer.Typer, inventory: Path, fake_hub
     assert CONTAINER not in fake_hub.components
 
 
-def test_failed_deployment_exits_1_and_writes_logs(app: typer.Typer, inventory: Path, fake_hub: FakeHub,
-                                                   tmp_path: Path) -> None:
+def test_failed_deployment_exits_1_and_writes_redacted_logs(app: typer.Typer, inventory: Path,
+                                                            fake_hub: FakeHub, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub's logs are untrusted and may quote secrets: a registered 3-character secret and an
+    unregistered token are masked in every file `hil deploy` writes and in what it prints."""
+    from hil.inventory import SecretRef
+
+    monkeypatch.setenv("HIL_TEST_PIN", "qXj")
+    SecretRef.parse("${HIL_TEST_PIN}").resolve()  # how the inventory registers it
+    fake_hub.nucleus_log = ("2024-01-01T00:00:00.000Z [INFO] (x) com.hbs.hub.Broken: stdout. pdu pin qXj, "
+                            "api_key=sk-live-0123456789abcdef. {}\n")
     fake_hub.scripts.append(Script(statuses=["FAILED"], states={"com.hbs.hub.Broken": ["BROKEN"]},
                                    failure=["Deployment Failure Cause: Service com.hbs.hub.Broken in broken "
-                                            "state after deployment"]))
+                                            "state after deployment (pin qXj)"]))
     r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "bad"), "--devices", str(inventory),
                "--evidence", str(tmp_path / "ev"))
     assert r.exit_code == 1, r.output
     assert "broken state" in r.output
-    logs = list((tmp_path / "ev/hub-fake").rglob("*.txt"))
-    assert {p.name for p in logs} >= {"greengrass.log.txt", "com.hbs.hub.Broken.log.txt", "docker_ps_-a.txt"}
+    written = {p.name: p.read_text() for p in (tmp_path / "ev/hub-fake").rglob("*") if p.is_file()}
+    assert set(written) >= {"greengrass.log.txt", "com.hbs.hub.Broken.log.txt", "docker_ps_-a.txt",
+                            "result.json"}
+    for text in [*written.values(), r.output]:
+        assert "qXj" not in text and "sk-live-0123456789abcdef" not in text
+    assert "***REDACTED***" in written["greengrass.log.txt"]  # the evidence is there, masked
+    assert json.loads(written["result.json"])["outcome"] == "product"
     assert "com.hbs.hub.Broken" not in fake_hub.components  # torn down all the same
 
 
@@ -167,27 +181,3 @@ def test_hostile_candidate_exits_2_before_any_hub_is_touched(app: typer.Typer, t
         assert "Traceback" not in r.output
         with pytest.raises(BlockingIOError):
             listener.accept()  # nobody connected: validation came first
-
-
-def test_deploy_evidence_and_output_are_redacted(app: typer.Typer, inventory: Path, fake_hub: FakeHub,
-                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hub's logs are untrusted and may quote secrets: a registered 3-character secret and an
-    unregistered token are masked in every file `hil deploy` writes and in what it prints."""
-    from hil.inventory import SecretRef
-
-    monkeypatch.setenv("HIL_TEST_PIN", "qXj")
-    SecretRef.parse("${HIL_TEST_PIN}").resolve()  # how the inventory registers it
-    fake_hub.nucleus_log = ("2024-01-01T00:00:00.000Z [INFO] (x) com.hbs.hub.Broken: stdout. pdu pin qXj, "
-                            "api_key=sk-live-0123456789abcdef. {}\n")
-    fake_hub.scripts.append(Script(statuses=["FAILED"], states={"com.hbs.hub.Broken": ["BROKEN"]},
-                                   failure=["Deployment Failure Cause: Service com.hbs.hub.Broken broke with "
-                                            "pin qXj"]))
-    r = invoke(app, "deploy", "hub-t", "--candidate", str(CANDIDATES / "bad"), "--devices", str(inventory),
-               "--evidence", str(tmp_path / "ev"))
-    assert r.exit_code == 1, r.output
-    written = {p.name: p.read_text() for p in (tmp_path / "ev").rglob("*") if p.is_file()}
-    assert {"greengrass.log.txt", "result.json"} <= set(written)
-    for text in [*written.values(), r.output]:
-        assert "qXj" not in text and "sk-live-0123456789abcdef" not in text
-    assert "***REDACTED***" in written["greengrass.log.txt"]  # the evidence is there, masked
-    assert json.loads(written["result.json"])["outcome"] == "product"
