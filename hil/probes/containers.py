@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import yaml
-
 from hil.drivers.base import Shell
-from hil.errors import ParseError, UserError
+from hil.errors import ParseError
+from hil.probes.policy_files import POLICY_DIR, load_policy, policy_list, policy_mapping
 
-DEFAULT_CONTAINER_POLICY = Path(__file__).resolve().parent.parent / "policies" / "container.yaml"
+DEFAULT_CONTAINER_POLICY = POLICY_DIR / "container.yaml"
 
 UNCONFINED_OPTS: Mapping[str, str] = {
     "seccomp=unconfined": "seccomp unconfined",
@@ -47,16 +46,12 @@ class ContainerPolicy:
 
 
 def load_container_policy(path: Path = DEFAULT_CONTAINER_POLICY) -> ContainerPolicy:
-    try:
-        doc = yaml.safe_load(path.read_text())
-        caps = {str(k).upper().removeprefix("CAP_"): str(v) for k, v in doc["capability_allowlist"].items()}
-        paths = tuple(str(p) for p in doc["sensitive_host_paths"])
-        return ContainerPolicy(str(doc["name"]), str(doc["version"]), caps, paths)
-    except OSError as exc:
-        raise UserError(f"container policy cannot be read: {exc.strerror}", file=str(path)) from None
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"container policy malformed ({type(exc).__name__}: {exc}); it needs name, "
-                        "version, capability_allowlist and sensitive_host_paths", file=str(path)) from None
+    what = "container policy"
+    doc = load_policy(path, ("name", "version", "capability_allowlist", "sensitive_host_paths"), what)
+    caps = {k.upper().removeprefix("CAP_"): v
+            for k, v in policy_mapping(doc, "capability_allowlist", path, what).items()}
+    return ContainerPolicy(str(doc["name"]), str(doc["version"]), caps,
+                           policy_list(doc, "sensitive_host_paths", path, what))
 
 
 @dataclass(frozen=True)

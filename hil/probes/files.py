@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import yaml
-
 from hil.drivers.base import CommandFailed, CommandResult, Shell
-from hil.errors import ParseError, UserError
-from hil.probes.keys import harmless_stderr
+from hil.errors import ParseError
+from hil.probes.keys import files_argv, harmless_stderr
+from hil.probes.policy_files import POLICY_DIR, load_policy, policy_mapping
 
-DEFAULT_SETUID_POLICY = Path(__file__).resolve().parent.parent / "policies" / "setuid-allowlist.yaml"
+DEFAULT_SETUID_POLICY = POLICY_DIR / "setuid-allowlist.yaml"
 
 CONFIG_PATHS: tuple[str, ...] = (
     "/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d",
@@ -184,15 +183,9 @@ class SetuidPolicy:
 
 
 def load_setuid_policy(path: Path = DEFAULT_SETUID_POLICY) -> SetuidPolicy:
-    try:
-        doc = yaml.safe_load(path.read_text())
-        return SetuidPolicy(str(doc["name"]), str(doc["version"]),
-                            {str(k): str(v) for k, v in doc["allowed"].items()})
-    except OSError as exc:
-        raise UserError(f"setuid allowlist cannot be read: {exc.strerror}", file=str(path)) from None
-    except (yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
-        raise UserError(f"setuid allowlist malformed ({type(exc).__name__}: {exc}); it needs name, "
-                        "version and allowed (path: why)", file=str(path)) from None
+    what = "setuid allowlist"
+    doc = load_policy(path, ("name", "version", "allowed"), what)
+    return SetuidPolicy(str(doc["name"]), str(doc["version"]), policy_mapping(doc, "allowed", path, what))
 
 
 @dataclass(frozen=True)
@@ -211,11 +204,8 @@ class SetuidScan:
 
 
 def setuid_argv(roots: Sequence[str] = ("/",), prune: Sequence[str] = SETUID_PRUNE) -> list[str]:
-    prune_expr: list[str] = []
-    for p in prune:
-        prune_expr += (["-o"] if prune_expr else []) + ["-path", p]
-    return ["find", *roots, "(", *prune_expr, ")", "-prune", "-o", "-type", "f",
-            "(", "-perm", "-4000", "-o", "-perm", "-2000", ")", "-printf", FIND_FORMAT]
+    return [*files_argv(roots, prune), "(", "-perm", "-4000", "-o", "-perm", "-2000", ")",
+            "-printf", FIND_FORMAT]
 
 
 def setuid_files(shell: Shell, *, policy: SetuidPolicy | None = None, roots: Sequence[str] = ("/",),

@@ -179,7 +179,8 @@ def parse_der_heads(text: str) -> dict[str, tuple[int, bytes]]:
 
 # -- the searches ------------------------------------------------------------------------------
 
-def _walk(roots: Sequence[str], prune: Sequence[str]) -> list[str]:
+def files_argv(roots: Sequence[str], prune: Sequence[str]) -> list[str]:
+    """``find ROOTS ( -path P -o ... ) -prune -o -type f``: regular files, pruned folders left out."""
     prune_expr: list[str] = []
     for p in prune:
         prune_expr += (["-o"] if prune_expr else []) + ["-path", p]
@@ -188,11 +189,11 @@ def _walk(roots: Sequence[str], prune: Sequence[str]) -> list[str]:
 
 def find_argv(roots: Sequence[str], prune: Sequence[str]) -> list[str]:
     """Files of any size whose bytes hold a text private key (``grep -a``: binary files too)."""
-    return [*_walk(roots, prune), "-exec", "grep", "-l", "-a", "-E", "-e", PEM_PRIVATE_KEY_RE, "{}", "+"]
+    return [*files_argv(roots, prune), "-exec", "grep", "-l", "-a", "-E", "-e", PEM_PRIVATE_KEY_RE, "{}", "+"]
 
 
 def der_argv(roots: Sequence[str], prune: Sequence[str]) -> list[str]:
-    return [*_walk(roots, prune), "-size", f"+{DER_MIN_BYTES - 1}c", "-size", f"-{DER_MAX_BYTES + 1}c",
+    return [*files_argv(roots, prune), "-size", f"+{DER_MIN_BYTES - 1}c", "-size", f"-{DER_MAX_BYTES + 1}c",
             "-exec", "sh", "-c", DER_SCRIPT, "sh", "{}", "+"]
 
 

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-import yaml
-
 from hil.errors import UserError
+from hil.probes.policy_files import POLICY_DIR, load_policy, policy_list
 from hil.probes.tls import TlsEvidence
 
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 DEFAULT_TLS_POLICY = POLICY_DIR / "tls-intermediate.yaml"
 
 _FLAWS: tuple[tuple[str, str], ...] = (
@@ -64,22 +62,10 @@ def suite_flaws(suite: str) -> tuple[str, ...]:
 
 def load_tls_policy(path: Path = DEFAULT_TLS_POLICY) -> TlsPolicy:
     """Read a policy file; a malformed one is a UserError naming the file and field."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"TLS policy cannot be read: {exc.strerror}", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"TLS policy is not valid YAML: {exc}", file=str(path)) from None
-    if not isinstance(doc, dict):
-        raise UserError("TLS policy must be a mapping", file=str(path))
-    for key in ("name", "version", "protocols", "cipher_suites"):
-        if key not in doc:
-            raise UserError(f"TLS policy misses {key!r}", file=str(path), field=key)
+    what = "TLS policy"
+    doc = load_policy(path, ("name", "version", "protocols", "cipher_suites"), what)
+    protocols = policy_list(doc, "protocols", path, what)
     suites = doc["cipher_suites"]
-    protocols = doc["protocols"]
-    if not isinstance(protocols, list) or not all(isinstance(p, str) for p in protocols):
-        raise UserError("protocols must be a list of names such as 'TLS 1.2'", file=str(path),
-                        field="protocols")
     if not isinstance(suites, dict) or not all(
             isinstance(v, list) and all(isinstance(s, str) for s in v) for v in suites.values()):
         raise UserError("cipher_suites must map a protocol to a list of IANA suite names",
@@ -89,7 +75,7 @@ def load_tls_policy(path: Path = DEFAULT_TLS_POLICY) -> TlsPolicy:
         raise UserError(f"cipher_suites lists protocols not in protocols: {unknown}", file=str(path),
                         field="cipher_suites")
     return TlsPolicy(name=str(doc["name"]), version=str(doc["version"]), source=str(doc.get("source", "")),
-                     protocols=tuple(protocols), cipher_suites={k: tuple(v) for k, v in suites.items()},
+                     protocols=protocols, cipher_suites={k: tuple(v) for k, v in suites.items()},
                      path=path)
 
 

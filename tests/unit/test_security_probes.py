@@ -201,3 +201,30 @@ def test_suite_flaws_and_policy_file() -> None:
     policy = load_tls_policy()
     assert policy.protocols == ("TLS 1.2", "TLS 1.3") and policy.version
     assert all(not suite_flaws(s) for suites in policy.cipher_suites.values() for s in suites)
+
+
+# -- policy files ---------------------------------------------------------------------------------
+
+def test_every_shipped_policy_loads() -> None:
+    from hil.probes.containers import load_container_policy
+    from hil.probes.files import load_setuid_policy
+
+    assert "NET_BIND_SERVICE" in load_container_policy().capability_allowlist
+    assert "/usr/bin/sudo" in load_setuid_policy().allowed
+
+
+@pytest.mark.parametrize(("text", "field"), [
+    ("name: x\nversion: '1'\nprotocols: [TLS 1.2]\n", "cipher_suites"),
+    ("name: x\nversion: '1'\nprotocols: [TLS 1.2]\ncipher_suites: {TLS 1.3: [a]}\n", "cipher_suites"),
+    ("name: x\nversion: '1'\nprotocols: TLS 1.2\ncipher_suites: {}\n", "protocols"),
+    ("[not, a, mapping]\n", None),
+    ("name: [unclosed\n", None),
+])
+def test_a_bad_policy_file_is_one_clear_error(tmp_path: Path, text: str, field: str | None) -> None:
+    from hil.errors import UserError
+
+    bad = tmp_path / "tls.yaml"
+    bad.write_text(text)
+    with pytest.raises(UserError) as err:
+        load_tls_policy(bad)
+    assert err.value.file == str(bad) and err.value.field == field
