@@ -48,7 +48,7 @@ def _mark(ok: bool) -> str:
 
 def _table(rows: list[HubStatus]) -> Table:
     table = Table(title="virtual lab")
-    for column in ("hub", "address", "power", "SSH", "console", "broker 8883", "engine", "nucleus",
+    for column in ("hub", "address", "power", "SSH", "console", "broker", "engine", "nucleus",
                    "lease"):
         table.add_column(column)
     for r in rows:

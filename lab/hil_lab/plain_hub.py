@@ -16,7 +16,6 @@ mqtt_broker. Its deliberate defects are listed in lab/DEFECTS.md (P1-P6).
 from __future__ import annotations
 
 import io
-import socket
 import tarfile
 import time
 from collections.abc import Mapping
@@ -142,14 +141,12 @@ def ensure_plain_hub(client: docker.DockerClient, network: Network, image: str, 
 
 
 def wait_for_plain_ssh(container: Container, timeout: float = BOOT_TIMEOUT) -> None:
+    from hil_lab.rack import ssh_banner
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((PLAIN_ADDRESS, PLAIN_SSH_PORT), timeout=1.0) as sock:
-                if sock.recv(64).startswith(b"SSH-"):
-                    return
-        except OSError:
-            pass
+        if ssh_banner(PLAIN_ADDRESS, timeout=1.0, port=PLAIN_SSH_PORT) is not None:
+            return
         container.reload()
         if container.status != "running":
             break

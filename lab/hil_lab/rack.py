@@ -305,10 +305,10 @@ def _check_host_port(port: int) -> None:
                             "needs it. Stop that program (`ss -ltnp` shows which) and retry.")
 
 
-def ssh_banner(address: str, timeout: float = SSH_PROBE_TIMEOUT) -> str | None:
+def ssh_banner(address: str, timeout: float = SSH_PROBE_TIMEOUT, port: int = 22) -> str | None:
     """The hub's SSH identification string, or None when sshd does not answer."""
     try:
-        with socket.create_connection((address, 22), timeout=timeout) as sock:
+        with socket.create_connection((address, port), timeout=timeout) as sock:
             data = sock.recv(256)
     except OSError:
         return None

@@ -14,8 +14,17 @@ import docker.errors
 from docker.models.containers import Container
 
 from hil.errors import HilError
+from hil_lab import plain_hub
 from hil_lab.rack import running_hubs, ssh_banner
-from hil_lab.topology import LOOPBACK, REPO_ROOT, HubSpec
+from hil_lab.topology import (
+    LOOPBACK,
+    PLAIN_ADDRESS,
+    PLAIN_BROKER_PORT,
+    PLAIN_NAME,
+    PLAIN_SSH_PORT,
+    REPO_ROOT,
+    HubSpec,
+)
 
 PROBE_TIMEOUT = 1.0
 BROKER_PORT = 8883
@@ -76,6 +85,18 @@ def probe(hub: HubSpec, container: Container) -> HubStatus:
     )
 
 
+def probe_plain(container: Container) -> HubStatus:
+    """The plain hub: sshd on 2222, broker on 8884, no console, engine or nucleus."""
+    container.reload()
+    power = {"running": "on", "paused": "hung"}.get(container.status, "off")
+    on = power == "on"
+    return HubStatus(
+        name=PLAIN_NAME, address=PLAIN_ADDRESS, power=power,
+        ssh=on and ssh_banner(PLAIN_ADDRESS, timeout=PROBE_TIMEOUT, port=PLAIN_SSH_PORT) is not None,
+        console=False, broker=on and _tcp_open(PLAIN_ADDRESS, PLAIN_BROKER_PORT), engine="-", nucleus="-",
+    )
+
+
 def lease_holders(inventory: Path | None = None) -> dict[str, str]:
     """hub -> holder from the configured lease store ($HIL_DEVICES or devices.yaml)."""
     from hil.inventory import load_inventory
@@ -94,8 +115,11 @@ def lease_holders(inventory: Path | None = None) -> dict[str, str]:
 
 def lab_status(client: docker.DockerClient) -> list[HubStatus]:
     hubs = running_hubs(client)
+    plain = plain_hub.existing(client)
     with ThreadPoolExecutor(max_workers=max(1, len(hubs) + 1)) as pool:
         holders = pool.submit(lease_holders)
         rows = list(pool.map(lambda pair: probe(*pair), hubs))
+        if plain is not None:
+            rows.append(probe_plain(plain))
         held = holders.result()
     return [dataclasses.replace(r, lease=held.get(r.name, "free")) for r in rows]
