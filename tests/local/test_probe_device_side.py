@@ -49,12 +49,46 @@ def test_listening_sockets_include_udp_and_loopback(shell: Shell) -> None:
     assert mine and mine[0].loopback_only and mine[0].processes
 
 
-def test_sshd_effective_config(shell: Shell) -> None:
-    if not Path("/usr/sbin/sshd").exists():
+SSHD = Path("/usr/sbin/sshd")
+
+
+@pytest.fixture
+def own_sshd(tmp_path: Path) -> Path:
+    """``sshd`` reading a config and host key of this test's own, not whatever the machine has.
+
+    sshd -T also insists on its privilege separation directory (compiled in: /run/sshd),
+    which Debian's ssh service creates at start; on a machine where that service never
+    ran it is missing, so the test creates it, as the service would (and leaves it: other
+    sshd processes on this machine may be using it).
+    """
+    if not SSHD.exists():
         pytest.skip("openssh-server not installed")
-    cfg = ssh.sshd_effective_config(shell, connection={"user": "hil", "host": "h", "addr": "127.0.0.1"})
+    privsep = Path("/run/sshd")
+    if not privsep.is_dir():
+        if os.geteuid() != 0:
+            pytest.skip("/run/sshd is missing and only root can create it")
+        privsep.mkdir(mode=0o755, exist_ok=True)
+    key = tmp_path / "ssh_host_ed25519_key"
+    key.write_bytes(_key("openssh"))
+    key.chmod(0o600)
+    config = tmp_path / "sshd_config"
+    config.write_text(f"HostKey {key}\nPidFile {tmp_path / 'sshd.pid'}\nPermitEmptyPasswords no\n"
+                      "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\n"
+                      "Match User hil Address 127.0.0.1\n    PasswordAuthentication yes\n")
+    wrapper = tmp_path / "sshd"
+    wrapper.write_text(f"#!/bin/sh\nexec {SSHD} -f {config} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_sshd_effective_config(shell: Shell, own_sshd: Path) -> None:
+    cfg = ssh.sshd_effective_config(shell, sshd=str(own_sshd),
+                                    connection={"user": "hil", "host": "h", "addr": "127.0.0.1"})
     assert cfg.get("permitemptypasswords") == "no"
-    assert "passwordauthentication" in cfg.settings
+    assert cfg.get("passwordauthentication") == "yes"  # the Match block for this connection applies
+    other = ssh.sshd_effective_config(shell, sshd=str(own_sshd),
+                                      connection={"user": "root", "host": "h", "addr": "10.0.0.9"})
+    assert other.get("passwordauthentication") == "no"
 
 
 def _key(fmt: str) -> bytes:
