@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hil.drivers.power import make_power
+from hil.exitcodes import RunExit
 from hil.inventory import load_inventory
 from hil_lab.topology import PDU_PORT, lab_inventory_path
 
@@ -63,10 +65,10 @@ def test_hub_powered_off_mid_run_is_recovered_and_later_tests_pass(tmp_path: Pat
 def test_unrecoverable_hub_is_skipped_as_infrastructure_others_pass(tmp_path: Path) -> None:
     victim = INV.devices["hub-02"]
     real_power = make_power(victim, INV.timeouts)
-    text = INVENTORY.read_text().replace(
-        f'power: {{driver: tasmota, url: "http://127.0.0.1:{PDU_PORT}", outlet: 2}}',
-        'power: {driver: tasmota, url: "http://127.0.0.1:9", outlet: 2}')  # a dead PDU
-    assert text != INVENTORY.read_text()
+    doc = yaml.safe_load(INVENTORY.read_text())  # the checked-in file or a slot's generated one
+    assert doc["devices"]["hub-02"]["power"]["url"] == f"http://127.0.0.1:{PDU_PORT}"
+    doc["devices"]["hub-02"]["power"]["url"] = "http://127.0.0.1:9"  # a dead PDU
+    text = yaml.safe_dump(doc, sort_keys=False)
     bad = ROOT / ".dead-pdu-devices.yaml"  # beside the original: relative paths keep working
     bad.write_text(text)
     real_power.off()  # left off, and the harness cannot switch it on
@@ -87,7 +89,9 @@ def test_unrecoverable_hub_is_skipped_as_infrastructure_others_pass(tmp_path: Pa
     assert outcome[("hub-01", "test_b")] == ("passed", None), proc.stdout
     assert outcome[("hub-02", "test_a")] == ("skipped", "infrastructure"), proc.stdout
     assert outcome[("hub-02", "test_b")] == ("skipped", "infrastructure"), proc.stdout
-    assert proc.returncode == 0
+    # never green on a dead rack: without --gate the run still does not exit 0
+    assert proc.returncode == RunExit.DEVICES_UNAVAILABLE, proc.stdout
+    assert "devices not available (infrastructure)" in proc.stdout and "hub-02: " in proc.stdout
 
 
 def test_two_concurrent_runs_never_hold_the_same_hub(tmp_path: Path) -> None:
