@@ -207,8 +207,9 @@ def make_lease_store(inventory: Inventory, url: str | None = None) -> LeaseStore
 LEASE_DIRECTORY = Path("/var/lib/hil/leases")
 """Default root of file leases: shared by every process of every user on this host, survives
 reboots, and (unlike /var/tmp) is not emptied by tmp cleaners. ``lease.directory`` overrides it."""
-MAX_TOKEN = 2**62
-"""A counter above this is treated as torn (a hub's shell arithmetic must never overflow)."""
+MAX_TOKEN = 10**18 - 1
+"""The highest fencing token: 18 digits, what a hub's shell compares safely (its arithmetic
+stops at 2^63); a counter above it is treated as torn."""
 
 
 def default_lease_directory(lab: str) -> Path:

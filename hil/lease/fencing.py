@@ -27,22 +27,26 @@ FENCE_STALE = 3
 """Exit status of the compare-and-set script when the hub holds a higher token."""
 
 # Compare-and-set under flock, so two holders writing at once cannot both "win".
-# $1 = fence file, $2 = our token. Prints the token the hub had before.
+# $1 = fence file, $2 = our token. Prints the token the hub had before. What the file holds
+# is untrusted: anything but 1-18 digits (the shell's arithmetic stops at 2^63) reads as 0,
+# and the next fence repairs it.
 _CAS = r"""
 set -e
 mkdir -p "$(dirname "$1")"
 exec 9>>"$1.lock"
 flock -w 10 9
-cur=$(cat "$1" 2>/dev/null || true)
+cur=$(head -c 64 "$1" 2>/dev/null | tr -d '\n' || true)
 case "$cur" in ''|*[!0-9]*) cur=0 ;; esac
+[ ${#cur} -le 18 ] || cur=0
 echo "$cur"
 if [ "$cur" -gt "$2" ]; then exit 3; fi
 if [ "$cur" -lt "$2" ]; then printf '%s\n' "$2" > "$1.tmp"; mv -f "$1.tmp" "$1"; fi
 """
 
 _READ = r"""
-cur=$(cat "$1" 2>/dev/null || true)
+cur=$(head -c 64 "$1" 2>/dev/null | tr -d '\n' || true)
 case "$cur" in ''|*[!0-9]*) cur=0 ;; esac
+[ ${#cur} -le 18 ] || cur=0
 echo "$cur"
 """
 

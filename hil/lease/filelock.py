@@ -350,7 +350,7 @@ def _read_token(fd: int) -> int:
         return 0
     try:
         token = json.loads(raw)["fencing_token"]
-        if isinstance(token, int) and not isinstance(token, bool) and 0 <= token < MAX_TOKEN // 2:
+        if isinstance(token, int) and not isinstance(token, bool) and 0 <= token < MAX_TOKEN:
             return token
     except (ValueError, KeyError, TypeError):
         pass

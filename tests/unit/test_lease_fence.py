@@ -208,3 +208,14 @@ def test_power_is_fenced_by_the_lease(tmp_path: Path) -> None:
     assert fenced.status() is True  # reading is harmless
     assert outlet.calls == ["off", "on"]
     lease.release()
+
+
+@pytest.mark.parametrize("planted", ["garbage\n", "9" * 40 + "\n", "-5\n", "12 34\n", ""])
+def test_a_corrupt_fence_on_the_hub_reads_as_zero_and_is_repaired(tmp_path: Path, planted: str) -> None:
+    shell, fence = LocalShell(), tmp_path / "fence"
+    fence.write_text(planted)
+    assert read_fence(shell, path=str(fence), sudo=False) == 0
+    lease = FileLeaseStore(tmp_path / "leases").acquire("hub-01", timeout=1)
+    assert fence_hub(shell, lease, path=str(fence), sudo=False) == lease.fencing_token
+    assert fence.read_text() == f"{lease.fencing_token}\n"
+    lease.release()
