@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-NUCLEUS_DIR = Path(__file__).resolve().parents[2] / "lab" / "hub" / "rootfs" / "opt" / "hil-lab" / "nucleus"
+NUCLEUS_DIR = Path(__file__).resolve().parents[2] / "lab/hil_lab/hub/rootfs/opt/hil-lab/nucleus"
 sys.path.insert(0, str(NUCLEUS_DIR))
 
 from ggnucleus.recipe import RecipeError, parse_recipe, platform_matches  # noqa: E402
