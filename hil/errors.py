@@ -99,3 +99,28 @@ class ProductError(HilError):
 
 class ParseError(HilError):
     """A device printed something the harness cannot parse (e.g. a CLI output)."""
+
+
+class Phase(StrEnum):
+    """Where a hub is in a run, as far as blame goes: has the candidate touched it yet?"""
+
+    BEFORE_CANDIDATE = "before the candidate"
+    WITH_CANDIDATE = "with the candidate deployed"
+
+
+def blame_for_dead_service(phase: Phase) -> FailureClass:
+    """Whose fault a declared service that does not answer is (docs/architecture.md):
+    before the candidate touched the hub the hub was not fit for the run (infrastructure);
+    once the candidate is deployed, a dead nucleus or engine is the candidate's doing."""
+    return FailureClass.INFRASTRUCTURE if phase is Phase.BEFORE_CANDIDATE else FailureClass.PRODUCT
+
+
+class ServiceDown(HilError):
+    """Declared services of a hub do not answer; the class follows from ``phase``."""
+
+    def __init__(self, message: str, *, device: str, services: tuple[str, ...], phase: Phase) -> None:
+        super().__init__(message)
+        self.device = device
+        self.services = services
+        self.phase = phase
+        self.failure_class = blame_for_dead_service(phase)

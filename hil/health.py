@@ -1,8 +1,15 @@
 """Hub health: is this hub fit to be handed to a test?
 
-``check_health`` runs a handful of read-only commands over any ``Shell`` and returns
-evidence (``HealthReport``); it never asserts. The parsers are pure functions so
-that they are unit-tested on recorded outputs.
+``check_health`` runs a handful of read-only commands over the hub's SSH session and asks
+each service the hub DECLARES (``expect.services``) whether it answers: the nucleus
+through greengrass-cli (which must reach its IPC socket), the engine through ``docker
+info``, the broker by accepting the harness's own mTLS identity with CONNACK 0, the
+console by printing a prompt. A process that exists is not an answer (a nucleus still
+starting has one, and its CLI fails). Services the hub does not declare are not asked.
+
+It returns evidence (``HealthReport``) and never asserts; waiting for services to come up
+is the recovery strategy's job (hil/recovery.py). The parsers are pure functions, tested
+on recorded outputs.
 """
 
 from __future__ import annotations
@@ -12,41 +19,63 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hil.drivers.base import CommandResult, Shell
+from hil.drivers.base import CommandResult, Console, ConsoleState, Shell
+from hil.drivers.greengrass import Greengrass
 from hil.errors import HilError
-from hil.inventory import Expectations
+from hil.inventory import Device, Service
+from hil.probes.mqtt import harness_connect
 from hil.steps import step
 
 MAX_CLOCK_SKEW_S = 5.0
 """How far the hub's clock may be from the harness's before the hub counts as unhealthy."""
 
-GREENGRASS_CLI = "/greengrass/v2/bin/greengrass-cli"
+
+@dataclass(frozen=True)
+class ServiceCheck:
+    """Did one declared service answer, and what it said."""
+
+    service: Service
+    answers: bool
+    detail: str
 
 
 @dataclass
 class HealthReport:
-    """Evidence about one hub; ``problems`` is empty when the hub is healthy."""
+    """Evidence about one hub: healthy when it has headroom and every declared service answers."""
 
     device: str
     channel: str = "ssh"
     clock_skew_s: float | None = None
     free_disk_mb: int | None = None
     free_mem_mb: int | None = None
-    nucleus: str | None = None
-    """"cli" (greengrass-cli answered), "process" (only the process exists) or None."""
     os_release: dict[str, str] = field(default_factory=dict)
+    services: dict[Service, ServiceCheck] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    """What is wrong with the hub itself (clock, disk, memory): waiting does not fix these."""
+
+    @property
+    def silent(self) -> tuple[Service, ...]:
+        """Declared services that did not answer (they may still be starting)."""
+        return tuple(s for s, c in self.services.items() if not c.answers)
 
     @property
     def healthy(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.silent
+
+    @property
+    def ok(self) -> bool:
+        return self.healthy
 
     @property
     def os_version(self) -> str | None:
         return self.os_release.get("PRETTY_NAME")
 
     def summary(self) -> str:
-        return "healthy" if self.healthy else "; ".join(self.problems)
+        if self.healthy:
+            return "healthy"
+        silent = [f"{c.service} does not answer ({c.detail})"
+                  for c in self.services.values() if not c.answers]
+        return "; ".join([*self.problems, *silent])
 
 
 # -- parsers (pure) -------------------------------------------------------------
@@ -87,21 +116,96 @@ def parse_os_release(stdout: str) -> dict[str, str]:
     return out
 
 
+# -- asking the declared services -----------------------------------------------------
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a service probe may use: the hub's record, its SSH session, its console."""
+
+    device: Device
+    shell: Shell
+    console: Callable[[], Console] | None
+    timeout: float
+
+
+ServiceProbe = Callable[[ProbeContext], ServiceCheck]
+
+
+def _tail(res: CommandResult) -> str:
+    lines = (res.stderr or res.stdout).strip().splitlines()
+    return lines[-1][:200] if lines else f"exit {res.exit_status}"
+
+
+def _ssh_answers(ctx: ProbeContext) -> ServiceCheck:
+    res = ctx.shell.run(["true"], timeout=ctx.timeout)
+    return ServiceCheck(Service.SSH, res.ok and res.channel == "ssh",
+                        f"over {res.channel}, exit {res.exit_status}")
+
+
+def _console_answers(ctx: ProbeContext) -> ServiceCheck:
+    if ctx.console is None:
+        return ServiceCheck(Service.CONSOLE, False, "no console channel")
+    state = ctx.console().state(ctx.timeout)
+    return ServiceCheck(Service.CONSOLE, state is not ConsoleState.SILENT, f"a newline gives {state}")
+
+
+def _nucleus_answers(ctx: ProbeContext) -> ServiceCheck:
+    gg = Greengrass(ctx.shell, root=ctx.device.expect.greengrass_root, timeout=ctx.timeout)
+    components = gg.component_list()  # the CLI reaches the nucleus over its IPC socket, or raises
+    return ServiceCheck(Service.GREENGRASS, True, f"greengrass-cli lists {len(components)} components")
+
+
+def _engine_answers(ctx: ProbeContext) -> ServiceCheck:
+    res = ctx.shell.run(["docker", "info", "--format", "{{.ServerVersion}}"], sudo=True,
+                        timeout=ctx.timeout)
+    version = res.stdout.strip()
+    ok = res.ok and bool(version) and "error" not in version.lower()
+    return ServiceCheck(Service.DOCKER, ok, f"engine {version}" if ok else f"docker info: {_tail(res)}")
+
+
+def _broker_answers(ctx: ProbeContext) -> ServiceCheck:
+    broker = ctx.device.expect.broker
+    if broker is None:
+        return ServiceCheck(Service.MQTT_BROKER, False, "no expect.broker")
+    att = harness_connect(broker, ctx.device.ssh.host, timeout=ctx.timeout)
+    return ServiceCheck(Service.MQTT_BROKER, att.accepted,
+                        "CONNACK 0 for the harness's certificate" if att.accepted else str(att.error))
+
+
+SERVICE_PROBES: dict[Service, ServiceProbe] = {
+    Service.SSH: _ssh_answers,
+    Service.CONSOLE: _console_answers,
+    Service.GREENGRASS: _nucleus_answers,
+    Service.DOCKER: _engine_answers,
+    Service.MQTT_BROKER: _broker_answers,
+}
+"""How each service is asked whether it answers (a registry: one entry per Service)."""
+
+
+def ask_service(service: Service, ctx: ProbeContext) -> ServiceCheck:
+    try:
+        return SERVICE_PROBES[service](ctx)
+    except HilError as exc:
+        detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return ServiceCheck(service, False, detail)
+
+
 # -- the check ---------------------------------------------------------------------
 
-def _run(shell: Shell, argv: list[str], timeout: float, *, sudo: bool = False) -> CommandResult | None:
+def _run(shell: Shell, argv: list[str], timeout: float) -> CommandResult | None:
     try:
-        return shell.run(argv, timeout=timeout, sudo=sudo)
+        return shell.run(argv, timeout=timeout)
     except HilError:
         return None
 
 
-def check_health(shell: Shell, expect: Expectations, *, timeout: float,
-                 max_clock_skew: float = MAX_CLOCK_SKEW_S,
+def check_health(shell: Shell, device: Device, *, timeout: float,
+                 console: Callable[[], Console] | None = None, max_clock_skew: float = MAX_CLOCK_SKEW_S,
                  wall_clock: Callable[[], float] = time.time) -> HealthReport:
-    """Clock, disk, memory and nucleus of one hub, as evidence."""
-    rep = HealthReport(device=shell.device)
-    with step("health check", device=shell.device) as st:
+    """Clock, disk and memory of one hub, and an answer from each service it declares."""
+    expect = device.expect
+    rep = HealthReport(device=device.name)
+    with step("health check", device=device.name) as st:
         before = wall_clock()
         res = _run(shell, ["date", "+%s"], timeout)
         after = wall_clock()
@@ -141,17 +245,9 @@ def check_health(shell: Shell, expect: Expectations, *, timeout: float,
         except ValueError as exc:
             rep.problems.append(f"memory: {exc}")
 
-        res = _run(shell, [GREENGRASS_CLI, "component", "list"], timeout, sudo=True)
-        if res is not None and res.ok:
-            rep.nucleus = "cli"
-        else:
-            # the CLI can be slow or absent while the nucleus itself runs; the brackets
-            # keep pgrep from matching a wrapping shell's own command line
-            res = _run(shell, ["pgrep", "-f", "[g]reengrass|[n]ucleus"], timeout)
-            if res is not None and res.ok and res.stdout.strip():
-                rep.nucleus = "process"
-            else:
-                rep.problems.append("nucleus: greengrass-cli does not answer and no nucleus process runs")
+        ctx = ProbeContext(device, shell, console, timeout)
+        for service in sorted(device.services):
+            rep.services[service] = ask_service(service, ctx)
         st.attach("health", rep.summary())
         st.record(rep.healthy)
     return rep

@@ -199,6 +199,17 @@ class Expectations(_Record):
         return sorted(set(v))
 
 
+class RecoveryStep(StrEnum):
+    """One way of getting a hub back (``recovery`` in devices.yaml; hil.recovery implements them)."""
+
+    SSH = "ssh"
+    """Reconnect over SSH."""
+    CONSOLE = "console"
+    """Log in on the serial console and restart sshd (needs a ``console:`` block)."""
+    POWER = "power"
+    """Power-cycle the outlet and wait for the boot (needs a ``power:`` block)."""
+
+
 class Device(_Record):
     name: str
     model: str = "unknown"
@@ -207,6 +218,9 @@ class Device(_Record):
     console: ConsoleSpec | None = None
     power: PowerSpec | None = None
     expect: Expectations = Field(default_factory=Expectations)
+    recovery: tuple[RecoveryStep, ...] | None = None
+    """The recovery steps to try, in order. Omitted: ssh, then console and power where the
+    entry has them (``recovery_steps``)."""
 
     @field_validator("name")
     @classmethod
@@ -214,6 +228,35 @@ class Device(_Record):
         if not _NAME_RE.match(v):
             raise ValueError(f"device name {v!r} must be lower-case letters, digits, '.', '_' or '-'")
         return v
+
+    @model_validator(mode="after")
+    def _recovery_has_its_channels(self) -> Device:
+        """A recovery step needs the channel it works through."""
+        steps = self.recovery
+        if steps is None:
+            return self
+        problem: str | None = None
+        if not steps:
+            problem = "must name at least one step (ssh, console, power)"
+        elif len(set(steps)) != len(steps):
+            problem = "names a step twice"
+        for step, block, present in ((RecoveryStep.CONSOLE, "console", self.console is not None),
+                                     (RecoveryStep.POWER, "power", self.power is not None)):
+            if problem is None and step in steps and not present:
+                problem = f"step '{step}' needs a {block} block"
+        if problem is None:
+            return self
+        raise ValidationError.from_exception_data("Device", [InitErrorDetails(
+            type=PydanticCustomError("recovery", problem), loc=("recovery",), input=list(steps))])
+
+    @property
+    def recovery_steps(self) -> tuple[RecoveryStep, ...]:
+        """How this hub is recovered: ``recovery`` as given, else every channel the entry has."""
+        if self.recovery is not None:
+            return self.recovery
+        return tuple(step for step, present in ((RecoveryStep.SSH, True),
+                                                 (RecoveryStep.CONSOLE, self.console is not None),
+                                                 (RecoveryStep.POWER, self.power is not None)) if present)
 
     @model_validator(mode="after")
     def _services_match_blocks(self) -> Device:

@@ -33,6 +33,9 @@ class Timeouts(BaseModel):
     """Power on -> login prompt on the console and SSH answering."""
     recovery: PositiveFloat = 240.0
     """Whole recovery of one hub (console, power cycle, re-check)."""
+    ready: PositiveFloat = 90.0
+    """Once a hub answers on SSH (first contact, after boot or recovery): how long its declared
+    services (nucleus, engine, broker, console) may take to answer before it counts as unfit."""
     lease: PositiveFloat = 600.0
     """How long a test waits for a free device before skipping as infrastructure."""
     deployment: PositiveFloat = 300.0

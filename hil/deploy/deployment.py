@@ -48,7 +48,7 @@ from hil.drivers.greengrass import (
     Greengrass,
     state_events,
 )
-from hil.errors import FailureClass, HilError, InfrastructureError
+from hil.errors import FailureClass, HilError, Phase, ServiceDown
 from hil.lease import LeaseLost
 from hil.redact import redact
 from hil.steps import step
@@ -201,8 +201,9 @@ class Deployment:
         try:
             current = component_set(self.gg.component_list())
         except HilError as exc:
-            if exc.failure_class is FailureClass.PRODUCT:  # nucleus not answering before we touched it
-                raise InfrastructureError(f"{self.device}: hub not ready for a deployment: {exc}") from exc
+            if exc.failure_class is FailureClass.PRODUCT:  # the nucleus does not answer before we touched it
+                raise ServiceDown(f"{self.device}: hub not ready for a deployment: {exc}", device=self.device,
+                                  services=("greengrass",), phase=Phase.BEFORE_CANDIDATE) from exc
             raise
         try:
             self.snapshot = Snapshot(

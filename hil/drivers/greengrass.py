@@ -19,9 +19,10 @@ from typing import Any
 
 from hil.drivers.base import CommandResult, Shell
 from hil.errors import HilError, ParseError, ProductError
+from hil.inventory import GREENGRASS_ROOT
 from hil.steps import step
 
-DEFAULT_ROOT = "/greengrass/v2"
+DEFAULT_ROOT = GREENGRASS_ROOT
 COMPONENT_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 """Greengrass's ``^[a-zA-Z0-9-_.]+$`` (<= 128), starting with a letter or digit: a name is also one
 folder name on the hub (packages/artifacts/<name>/) and an argument of greengrass-cli, so '.',

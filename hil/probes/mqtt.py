@@ -103,6 +103,15 @@ def broker_identities(broker: BrokerExpectation, *, foreign: ClientIdentity | No
     return tuple(rows)
 
 
+def harness_connect(broker: BrokerExpectation, default_host: str, *,
+                    timeout: float = CONNECT_TIMEOUT) -> ConnectAttempt:
+    """CONNECT with the harness's own identity (``expect.broker.cert_file``): does the broker
+    accept its client? Readiness asks this, not whether the port is open."""
+    return connect_attempt(broker.host or default_host, broker.port, identity="valid",
+                           tls=_tls_context(broker.ca_file, broker.cert_file, broker.key_file),
+                           timeout=timeout)
+
+
 def _attempt(host: str, port: int, ca_file: Path, ident: ClientIdentity, cap: ssl.TLSVersion | None,
              timeout: float, device: str | None) -> ConnectAttempt:
     title = f"MQTT CONNECT as {ident.name}" + (f" (client capped at {cap.name})" if cap else "")

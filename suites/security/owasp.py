@@ -7,7 +7,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-from suites.labels import CRITICAL, labelled
+from hil_pytest.allure_labels import CRITICAL, labels
 
 OWASP_IOT_TOP10_URL = "https://owasp.org/www-project-internet-of-things/"
 """The OWASP Internet of Things project page, which carries the 2018 Top 10."""
@@ -39,9 +39,9 @@ def owasp(item: str, *, isvs: str | None = None, severity: str = CRITICAL) -> Ca
     """Mark a test as a security check for OWASP IoT ``item`` (e.g. "I1"), with Allure labels."""
     title = ITEMS[item]
     tags = [item] + ([ISVS[isvs]] if isvs else [])
-    labels = {"owasp_iot": item, **({"isvs": ISVS[isvs]} if isvs else {})}
-    allure_deco = labelled(feature="Security", story=f"{item} {title}", severity=severity, tags=tags,
-                           labels=labels, links=[(OWASP_IOT_TOP10_URL, f"OWASP IoT Top 10 2018: {item}")])
+    extra = {"owasp_iot": item, **({"isvs": ISVS[isvs]} if isvs else {})}
+    allure_deco = labels("Security", f"{item} {title}", severity, tags=tags, extra=extra,
+                         links=[(OWASP_IOT_TOP10_URL, f"OWASP IoT Top 10 2018: {item}")])
 
     def deco(fn: F) -> F:
         return cast(F, pytest.mark.security(allure_deco(fn)))

@@ -16,8 +16,8 @@ from hil.drivers.base import Console
 from hil.hub import Hub
 from hil.probes.console import console_login_gate
 from hil.probes.host import SecretScan, find_secrets
+from hil_pytest.allure_labels import BLOCKER
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 LOG_TAIL_LINES = 20000

@@ -19,8 +19,8 @@ from hil.probes.accounts import Accounts, password_states
 from hil.probes.console import console_default_credentials
 from hil.probes.ssh import HARDENED_SSHD, ssh_auth_methods
 from hil.probes.ssh_accounts import offers_per_account, sshd_per_account, try_account_passwords
+from hil_pytest.allure_labels import BLOCKER
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 

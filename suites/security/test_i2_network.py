@@ -25,8 +25,8 @@ from hil.probes.ports import (
     listening_sockets,
 )
 from hil.probes.ssh import ssh_audit
+from hil_pytest.allure_labels import BLOCKER
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 

@@ -19,9 +19,9 @@ from hil.inventory import BrokerExpectation, Service
 from hil.probes.mqtt import ClientIdentity, broker_identities, mtls_matrix, mtls_refusal
 from hil.probes.tls import TlsEvidence
 from hil.probes.tls_policy import judge_tls, load_tls_policy
+from hil_pytest.allure_labels import BLOCKER
 from hil_pytest.verdicts import not_applicable
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 # every check here is about the hub's MQTT broker

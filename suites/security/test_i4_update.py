@@ -17,8 +17,8 @@ import pytest
 from hil.hub import Hub
 from hil.probes.apt import AptMissing, AptTrust, apt_trust
 from hil.probes.registries import engine_registry_trust
+from hil_pytest.allure_labels import BLOCKER
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 

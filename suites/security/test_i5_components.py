@@ -20,9 +20,9 @@ from hil.hub import Hub
 from hil.probes.packages import PackageInventory, hub_packages, image_packages
 from hil.software.advisories import AdvisoryPolicy, AdvisoryVerdict, judge
 from hil.software.sbom import Subject, build_sbom, packages_of, subject_of
+from hil_pytest.allure_labels import CRITICAL
 from hil_pytest.software import sbom_file_name
 from suites.evidence import attach_evidence
-from suites.labels import CRITICAL
 from suites.security.owasp import owasp
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from hil.probes.containers import container_isolation
 from hil.probes.files import audited_paths, file_permissions, setuid_files
 from hil.probes.host import docker_socket, sysctl
 from hil.probes.keys import PrivateKeyScan
+from hil_pytest.allure_labels import BLOCKER
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER
 from suites.security.owasp import owasp
 
 DOCKER_SOCKET = "/var/run/docker.sock"

@@ -14,15 +14,15 @@ from hil.drivers.greengrass import ComponentState, Greengrass
 from hil.health import MAX_CLOCK_SKEW_S, parse_df_free_mb, parse_meminfo_available_mb, parse_os_release
 from hil.hub import Hub
 from hil.probes.console import console_login_gate, console_logout
+from hil_pytest.allure_labels import BLOCKER, CRITICAL, NORMAL, labels
 from suites.evidence import attach_evidence
-from suites.labels import BLOCKER, CRITICAL, NORMAL, labelled
 
 NUCLEUS = "aws.greengrass.Nucleus"
 
 pytestmark = [pytest.mark.smoke]
 
 
-@labelled(feature="Smoke", story="Reachable over SSH", severity=BLOCKER)
+@labels(feature="Smoke", story="Reachable over SSH", severity=BLOCKER)
 def test_reachable_over_ssh(hub: Hub) -> None:
     token = secrets.token_hex(4)
     res = hub.ssh.run(["echo", token])
@@ -30,7 +30,7 @@ def test_reachable_over_ssh(hub: Hub) -> None:
     assert res.ok and res.stdout.strip() == token, f"{hub.name}: SSH echo gave {res.stdout!r}"
 
 
-@labelled(feature="Smoke", story="Reachable over the serial console", severity=CRITICAL)
+@labels(feature="Smoke", story="Reachable over the serial console", severity=CRITICAL)
 @pytest.mark.needs_service("console")
 def test_reachable_over_console(hub: Hub, console: Console) -> None:
     gate = console_login_gate(console)
@@ -46,7 +46,7 @@ def test_reachable_over_console(hub: Hub, console: Console) -> None:
         console_logout(console)
 
 
-@labelled(feature="Smoke", story="Expected OS", severity=CRITICAL)
+@labels(feature="Smoke", story="Expected OS", severity=CRITICAL)
 def test_expected_os(hub: Hub) -> None:
     expect = hub.device.expect
     release = parse_os_release(hub.ssh.run(["cat", "/etc/os-release"]).check().stdout)
@@ -58,7 +58,7 @@ def test_expected_os(hub: Hub) -> None:
             f"{hub.name}: VERSION_ID {release.get('VERSION_ID')!r}, expected {expect.os_version_id!r}"
 
 
-@labelled(feature="Smoke", story="Clock synchronised", severity=NORMAL)
+@labels(feature="Smoke", story="Clock synchronised", severity=NORMAL)
 def test_clock_synchronised(hub: Hub) -> None:
     before = time.time()
     res = hub.ssh.run(["date", "+%s.%N"]).check()
@@ -71,7 +71,7 @@ def test_clock_synchronised(hub: Hub) -> None:
         f"{hub.name}: clock is {skew:+.2f} s off the harness clock (allowed {MAX_CLOCK_SKEW_S:.0f} s)"
 
 
-@labelled(feature="Smoke", story="Disk headroom", severity=NORMAL)
+@labels(feature="Smoke", story="Disk headroom", severity=NORMAL)
 def test_disk_headroom(hub: Hub) -> None:
     free = parse_df_free_mb(hub.ssh.run(["df", "-Pm", "/"]).check().stdout)
     need = hub.device.expect.min_free_disk_mb
@@ -79,7 +79,7 @@ def test_disk_headroom(hub: Hub) -> None:
     assert free >= need, f"{hub.name}: {free} MiB free on /, need {need}"
 
 
-@labelled(feature="Smoke", story="Memory headroom", severity=NORMAL)
+@labels(feature="Smoke", story="Memory headroom", severity=NORMAL)
 def test_memory_headroom(hub: Hub) -> None:
     free = parse_meminfo_available_mb(hub.ssh.run(["cat", "/proc/meminfo"]).check().stdout)
     need = hub.device.expect.min_free_mem_mb
@@ -87,7 +87,7 @@ def test_memory_headroom(hub: Hub) -> None:
     assert free >= need, f"{hub.name}: {free} MiB available, need {need}"
 
 
-@labelled(feature="Smoke", story="Nucleus healthy", severity=BLOCKER)
+@labels(feature="Smoke", story="Nucleus healthy", severity=BLOCKER)
 @pytest.mark.needs_service("greengrass")
 def test_nucleus_healthy(hub: Hub) -> None:
     gg = Greengrass(hub.ssh, timeout=hub.timeouts.health)
@@ -98,7 +98,7 @@ def test_nucleus_healthy(hub: Hub) -> None:
     assert nucleus.state is ComponentState.FINISHED, f"{hub.name}: {NUCLEUS} is {nucleus.state}"
 
 
-@labelled(feature="Smoke", story="Container engine healthy", severity=BLOCKER)
+@labels(feature="Smoke", story="Container engine healthy", severity=BLOCKER)
 @pytest.mark.needs_service("docker")
 def test_docker_engine_healthy(hub: Hub) -> None:
     res = hub.ssh.run(["docker", "info", "--format", "{{json .}}"], sudo=True,

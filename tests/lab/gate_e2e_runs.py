@@ -83,7 +83,7 @@ def _child_env(reports: Path, run_id: str) -> dict[str, str]:
 
 def gated_session(workdir: Path, *, policy: str, selection: list[str], hubs: list[str],
                   extra: Sequence[str] = (), inventory: Path = INVENTORY,
-                  run_id: str = "gate") -> GatedSession:
+                  run_id: str = "gate", env: dict[str, str] | None = None) -> GatedSession:
     """``pytest <selection> --gate`` on ``hubs``; ``policy`` is a file name in tests/data/gate_e2e/."""
     workdir.mkdir(parents=True, exist_ok=True)
     policy_copy = workdir / "gate.yaml"
@@ -98,7 +98,8 @@ def gated_session(workdir: Path, *, policy: str, selection: list[str], hubs: lis
     for hub in hubs:
         argv += ["--device", hub]
     started = time.monotonic()
-    proc = subprocess.run(argv, cwd=ROOT, env=_child_env(reports, run_id), capture_output=True, text=True,
+    proc = subprocess.run(argv, cwd=ROOT, env={**_child_env(reports, run_id), **(env or {})},
+                          capture_output=True, text=True,
                           timeout=SESSION_TIMEOUT, check=False)
     seconds = time.monotonic() - started
     (workdir / "pytest-output.txt").write_text(proc.stdout + proc.stderr, encoding="utf-8")

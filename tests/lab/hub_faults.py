@@ -142,6 +142,16 @@ def _clear_nucleus_down(hub: Hub, state: dict[str, object]) -> None:
         time.sleep(0.5)
 
 
+def _inject_power_off(hub: Hub) -> dict[str, object]:
+    assert hub.power is not None, f"{hub.name}: no outlet to switch off"
+    hub.power.off()  # through the harness's own (fenced) outlet: under this run's lease
+    return {}
+
+
+def _leave_it_to_the_harness(hub: Hub, state: dict[str, object]) -> None:
+    """Nothing to undo: getting the hub back is the harness's job (its recovery strategy)."""
+
+
 @dataclass(frozen=True)
 class Fault:
     target: str
@@ -157,6 +167,9 @@ FAULTS: dict[str, Fault] = {
     # key_scan is gathered once per hub, by the first I7 check: the stray-key check judges that scan
     "artifact-key": Fault("test_private_keys_mode_and_owner", _inject_artifact_key, _clear_artifact_key),
     "scan-blind": Fault("test_tcp_ports_match_allowlist", _inject_scan_blind, _clear_scan_blind),
+    # a power blip in the middle of a functional check, candidate deployed
+    "power-off": Fault("test_components_running_and_stay_running", _inject_power_off,
+                       _leave_it_to_the_harness),
 }
 
 

@@ -133,7 +133,9 @@ def start_child(folder: Path, tests: str | None, *args: str, env: dict[str, str]
     run_env = {**os.environ, "HIL_REPORTS_DIR": str(folder / "reports"), "HIL_RUN_ID": "chaos",
                "HIL_BIN": HIL, "PYTHONPATH": str(ROOT), **(env or {})}
     run_env.pop("HIL_CANDIDATE", None)
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "--rootdir", str(folder),
+    # -p no:randomly: the child's tests are steps of one scenario, in file order
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly", "-rs",
+            "--rootdir", str(folder),
             "--devices", str(INVENTORY), "--lease-timeout", str(LEASE_TIMEOUT), *args,
             *(targets or [str(folder / "test_dut.py")])]
     proc = subprocess.Popen(argv, cwd=folder, env=run_env, stdout=subprocess.PIPE,
@@ -266,7 +268,7 @@ def test_cable_pull_during_a_test_is_infrastructure_and_later_tests_pass(tmp_pat
             assert hub.ssh.run(["hostname"]).stdout.strip() == hub.name
 
         def test_3_still_fine(hub):
-            assert hub.run(["true"]).ok
+            assert hub.channels.shell().run(["true"]).ok
         """, "--device", name, env={"HISTORY": str(tmp_path / "history.jsonl")})
     out = child.wait()
     by = child.by_test()

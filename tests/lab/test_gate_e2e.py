@@ -36,7 +36,7 @@ from gate_e2e_runs import (
 )
 
 from hil.drivers.power import make_power
-from hil.hub import Hub
+from hil.factory import build_hub
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
 from hil_lab.topology import PDU_PORT
@@ -178,7 +178,7 @@ def _power_under_lease(hub: str, on: bool) -> None:
             make_power(device, inv.timeouts).off()
             return
         make_power(device, inv.timeouts).on()
-        live = Hub.from_device(device, inv.timeouts)
+        live = build_hub(device, inv.timeouts)
         try:
             live.ensure_ready()  # back to healthy before anyone else gets the lease
         finally:

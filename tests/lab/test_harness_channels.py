@@ -15,7 +15,8 @@ import pytest
 from hil.drivers.console import SerialConsole
 from hil.drivers.ssh import SshConnection
 from hil.errors import HostKeyMismatch
-from hil.hub import Hub, HubState
+from hil.factory import build_hub
+from hil.hub import HubState
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
 from hil_lab.topology import lab_inventory_path
@@ -44,11 +45,13 @@ def _leased() -> Iterator[None]:
 
 
 def test_0_hub_ensure_ready_reaches_healthy() -> None:
-    hub = Hub.from_device(DEV, INV.timeouts)
+    hub = build_hub(DEV, INV.timeouts)
     try:
         hub.ensure_ready()
         assert hub.state is HubState.HEALTHY
-        assert hub.last_health is not None and hub.last_health.nucleus in ("cli", "process")
+        health = hub.last_health
+        assert health is not None and set(health.services) == set(DEV.services)
+        assert all(c.answers for c in health.services.values()), health.summary()
     finally:
         hub.close()
 

@@ -35,7 +35,9 @@ def _run(tmp: Path, tests: str, *args: str, inventory: Path = INVENTORY,
     (tmp / "conftest.py").write_text((ROOT / "conftest.py").read_text())
     (tmp / "test_dut.py").write_text(textwrap.dedent(tests))
     run_env = {**os.environ, "HIL_REPORTS_DIR": str(tmp / "reports"), "HIL_RUN_ID": "lab", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs",
+    # -p no:randomly: the child's tests are steps of one scenario, in file order
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly",
+                           "-rs",
                            "--rootdir", str(tmp), "--devices", str(inventory), *args,
                            str(tmp / "test_dut.py")],
                           capture_output=True, text=True, cwd=tmp, env=run_env, timeout=900)
@@ -54,7 +56,7 @@ def test_hub_powered_off_mid_run_is_recovered_and_later_tests_pass(tmp_path: Pat
             assert hub.ssh.run(["echo", "alive"]).stdout == "alive\\n"
 
         def test_3_still_fine(hub):
-            assert hub.run(["true"]).ok
+            assert hub.channels.shell().run(["true"]).ok
         """, "--device", "hub-03")
     by = {r["nodeid"].split("::")[1]: r for r in rows}
     assert by["test_1_power_goes_away[hub-03]"]["failure_class"] == "infrastructure", proc.stdout
@@ -75,10 +77,10 @@ def test_unrecoverable_hub_is_skipped_as_infrastructure_others_pass(tmp_path: Pa
     try:
         proc, rows = _run(tmp_path, """
             def test_a(hub):
-                assert hub.run(["true"]).ok
+                assert hub.channels.shell().run(["true"]).ok
 
             def test_b(hub):
-                assert hub.run(["true"]).ok
+                assert hub.channels.shell().run(["true"]).ok
             """, "--device", "hub-01", "--device", "hub-02", inventory=bad)
     finally:
         bad.unlink()

@@ -28,7 +28,7 @@ import pytest
 from security_runs import Outcome, finish_security_run, start_security_run
 
 from hil.drivers.console import SerialConsole
-from hil.hub import Hub
+from hil.factory import build_hub
 from hil.inventory import load_inventory
 from hil.lease import make_lease_store
 from hil.probes.host import find_secrets
@@ -238,7 +238,7 @@ def _fresh_boot() -> str:
         finally:
             power.on()
             con.close()
-        hub = Hub.from_device(dev, inv.timeouts)
+        hub = build_hub(dev, inv.timeouts)
         try:
             hub.ensure_ready()  # healthy again before the lease goes
         finally:

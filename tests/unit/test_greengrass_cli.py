@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import typer
-from test_greengrass_deployment import CONTAINER, FakeClock, FakeHub, Script
+from fake_clock import FakeClock
+from test_greengrass_deployment import CONTAINER, FakeHub, Script
 from typer.testing import CliRunner
 
 from hil.commands import deploy as deploy_cmd
@@ -72,7 +73,7 @@ def test_unreachable_hub_exits_3(app: typer.Typer, inventory: Path) -> None:
 
 @pytest.fixture
 def fake_hub(monkeypatch: pytest.MonkeyPatch) -> FakeHub:
-    hub = FakeHub(FakeClock())
+    hub = FakeHub(FakeClock(min_step=0.001))
 
     @contextlib.contextmanager
     def connect(inv: object, device: object) -> Iterator[tuple[FakeHub, FakeHub, Callable[[], None]]]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from fake_clock import FakeClock
 
 from hil.deploy.candidate import load_candidate
 from hil.deploy.deployment import Deployment
@@ -47,17 +48,6 @@ class Script:
     """Extra status lines when FAILED."""
     create_stdout: str | None = None
     create_stderr: str = ""
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(seconds, 0.001)
 
 
 class FakeHub:
@@ -186,7 +176,7 @@ TIMEOUTS = Timeouts(deployment=60, settle=10)
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(min_step=0.001)
 
 
 def make(hub: FakeHub, clock: FakeClock, name: str = "good", run_id: str = "run-1") -> Deployment:

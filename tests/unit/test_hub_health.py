@@ -50,3 +50,13 @@ def test_epoch() -> None:
     assert parse_epoch("1700000000\n") == 1700000000.0
     with pytest.raises(ValueError):
         parse_epoch("Thu Jan  1 00:00:00 UTC 1970")
+
+
+def test_whose_fault_a_silent_declared_service_is() -> None:
+    from hil.errors import FailureClass, Phase, ServiceDown, blame_for_dead_service
+
+    assert blame_for_dead_service(Phase.BEFORE_CANDIDATE) is FailureClass.INFRASTRUCTURE
+    assert blame_for_dead_service(Phase.WITH_CANDIDATE) is FailureClass.PRODUCT
+    for phase in Phase:
+        exc = ServiceDown("nucleus silent", device="hub-01", services=("greengrass",), phase=phase)
+        assert exc.failure_class is blame_for_dead_service(phase)

@@ -1,4 +1,5 @@
-"""The hub state machine on fake drivers (pure logic: which recovery path, which state)."""
+"""The hub state machine and its recovery strategy on fake drivers (pure logic: which recovery
+path, which state, when the hub counts as ready, whose fault a silent service is)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from fake_clock import FakeClock
 
+from hil.channels import HubChannels
 from hil.drivers.base import CommandResult, ConsoleState
-from hil.errors import DeviceUnreachable, HostKeyMismatch
-from hil.hub import Hub, HubBroken, HubState
-from hil.inventory import Device, SshEndpoint
+from hil.errors import DeviceUnreachable, FailureClass, HostKeyMismatch, ServiceDown
+from hil.hub import Hub, HubBroken, HubState, IllegalTransition
+from hil.inventory import Device, Expectations, RecoveryStep, Service, SshEndpoint
+from hil.recovery import RecoveryStrategy
 from hil.timeouts import Timeouts
 
 MEMINFO = "MemTotal:        8000000 kB\nMemAvailable:    4000000 kB\n"
@@ -20,21 +24,11 @@ DF = ("Filesystem     1048576-blocks  Used Available Capacity Mounted on\n"
       "overlay                 59000 20000     39000      34% /\n")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def sleep(self, s: float) -> None:
-        self.t += s
-
-
+GG_LIST = "Components currently running in Greengrass:\n"
 class FakeDevice:
     """What is true about the (fake) hardware: powered, sshd up, console alive, healthy."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.powered = True
         self.sshd = True
@@ -42,14 +36,21 @@ class FakeDevice:
         self.console_alive = True
         self.disk_free_mb = 39000
         self.nucleus = True
+        self.nucleus_start = 0.0
+        """Seconds after boot before greengrass-cli reaches the nucleus (its process runs earlier)."""
+        self.engine = True
         self.systemd = False
         self.boot_time = 5.0
         self.booted_at: float | None = None
         self.sshd_restarts: list[list[str]] = []
 
     def ssh_ok(self) -> bool:
-        up = self.booted_at is None or self.clock.t >= self.booted_at + self.boot_time
+        up = self.booted_at is None or self.clock.now >= self.booted_at + self.boot_time
         return self.powered and self.sshd and self.network and up
+
+    def nucleus_answers(self) -> bool:
+        started = self.booted_at is None or self.clock.now >= self.booted_at + self.nucleus_start
+        return self.nucleus and started
 
     def answer(self, argv: Sequence[str], channel: str) -> CommandResult:
         out, rc = "", 0
@@ -61,10 +62,13 @@ class FakeDevice:
         elif a[:1] == ["cat"]:
             out = MEMINFO + OS_RELEASE
         elif "greengrass-cli" in a[0]:
-            rc = 0 if self.nucleus else 1
-        elif a[:1] == ["pgrep"]:
-            rc = 0 if self.nucleus else 1
-            out = "42\n" if self.nucleus else ""
+            rc, out = (0, GG_LIST) if self.nucleus_answers() else (1, "")
+        elif a[:1] == ["pgrep"]:  # a process is no answer: health must not ask this
+            rc, out = 0, "42\n"
+        elif a[:2] == ["docker", "info"]:
+            rc, out = (0, "20.10.24\n") if self.engine else (1, "")
+        elif a == ["true"]:
+            pass
         elif a[:2] == ["test", "-d"]:
             rc = 0 if self.systemd else 1
         elif a in (["/usr/sbin/sshd"], ["systemctl", "restart", "ssh"]):
@@ -164,7 +168,7 @@ class FakePower:
         self.calls.append("on")
         if not self.dev.powered:
             self.dev.powered = True
-            self.dev.booted_at = self.dev.clock.t
+            self.dev.booted_at = self.dev.clock.now
             # a reboot fixes what a reboot fixes
             self.dev.sshd = True
             self.dev.console_alive = True
@@ -184,17 +188,28 @@ class FakePower:
         return self.dev.powered
 
 
+SERVICES = frozenset({Service.SSH, Service.GREENGRASS, Service.DOCKER})
+ALL_STEPS = (RecoveryStep.SSH, RecoveryStep.CONSOLE, RecoveryStep.POWER)
+
+
 def make(tmp_path: Path, *, console: bool = True, power: bool = True, dead_pdu: bool = False,
-         recovery: float = 240.0) -> tuple[Hub, FakeDevice, FakeSsh, FakePower | None]:
-    clock = Clock()
+         recovery: float = 240.0, ready: float = 30.0,
+         steps: tuple[RecoveryStep, ...] | None = None) -> tuple[Hub, FakeDevice, FakeSsh, FakePower | None]:
+    clock = FakeClock()
     dev = FakeDevice(clock)
     ssh = FakeSsh(dev)
     pw = FakePower(dev, dead=dead_pdu) if power else None
     device = Device(name="hub-01", ssh=SshEndpoint(host="192.0.2.1", user="hil", key_file=tmp_path / "k",
-                                                   known_hosts=tmp_path / "kh"))
-    hub = Hub(device, ssh, timeouts=Timeouts(recovery=recovery, boot=60.0, ssh_connect=5.0),
-              console_factory=(lambda: FakeConsole(dev)) if console else None, power=pw,
-              clock=clock, sleep=clock.sleep, wall_clock=lambda: 1700000000.2)
+                                                   known_hosts=tmp_path / "kh"),
+                    expect=Expectations(services=SERVICES))
+    timeouts = Timeouts(recovery=recovery, boot=60.0, ssh_connect=5.0, ready=ready)
+    present = {RecoveryStep.SSH: True, RecoveryStep.CONSOLE: console, RecoveryStep.POWER: power}
+    chosen = steps if steps is not None else tuple(s for s in ALL_STEPS if present[s])
+    strategy = RecoveryStrategy.for_device(device.model_copy(update={"recovery": chosen}))
+    channels = HubChannels("hub-01", ssh, console=(lambda: FakeConsole(dev)) if console else None, power=pw,
+                           timeouts=timeouts)
+    hub = Hub(device, channels, strategy, timeouts=timeouts, clock=clock, sleep=clock.sleep,
+              wall_clock=lambda: 1700000000.2)
     return hub, dev, ssh, pw
 
 
@@ -301,7 +316,7 @@ def test_no_power_outlet_breaks_when_ssh_and_console_are_dead(tmp_path: Path) ->
     hub, dev, _, _ = make(tmp_path, power=False)
     dev.sshd = False
     dev.console_alive = False
-    with pytest.raises(HubBroken, match="no power outlet"):
+    with pytest.raises(HubBroken, match=r"no recovery step left \(recovery: ssh, console\)"):
         hub.ensure_ready()
 
 
@@ -310,7 +325,7 @@ def test_hub_that_never_boots_is_bounded_by_the_deadline(tmp_path: Path) -> None
     dev.console_alive = False
     dev.sshd = False
     dev.boot_time = 10_000.0  # never comes up within the deadline
-    clock = hub._clock
+    clock = hub.now
     start = clock()
     with pytest.raises(HubBroken, match="SSH did not answer after the power cycle"):
         hub.ensure_ready()
@@ -328,18 +343,18 @@ def test_changed_host_key_is_never_recovered_by_power(tmp_path: Path) -> None:
 def test_shell_falls_back_to_the_console_when_ssh_is_down(tmp_path: Path) -> None:
     hub, dev, _, _ = make(tmp_path)
     dev.network = False
-    sh = hub.shell()
+    sh = hub.channels.shell()
     assert isinstance(sh, FakeConsole)
     assert sh.run(["date", "+%s"]).channel == "console"
     dev.network = True
-    assert isinstance(hub.shell(), FakeSsh)
+    assert isinstance(hub.channels.shell(), FakeSsh)
 
 
 def test_shell_without_console_raises_device_unreachable(tmp_path: Path) -> None:
     hub, dev, _, _ = make(tmp_path, console=False)
     dev.network = False
     with pytest.raises(DeviceUnreachable, match="no console"):
-        hub.shell()
+        hub.channels.shell()
 
 
 def test_mark_suspect_makes_the_next_ensure_ready_recheck(tmp_path: Path) -> None:
@@ -373,3 +388,117 @@ def test_every_transition_is_a_step(tmp_path: Path) -> None:
     assert any(t == "hub hub-01: power cycle" for t in seen)
     assert seen[-1] == "hub hub-01: ensure ready"
 
+
+
+# -- the recovery strategy comes from the inventory ---------------------------------------------
+
+def _device(tmp_path: Path, **blocks: object) -> Device:
+    ssh = {"host": "192.0.2.7", "user": "hil", "key_file": tmp_path / "k", "known_hosts": tmp_path / "kh"}
+    return Device.model_validate({"name": "hub-07", "ssh": ssh, **blocks})
+
+
+def test_a_hub_without_console_or_pdu_gets_a_strategy_without_those_steps(tmp_path: Path) -> None:
+    bare = RecoveryStrategy.for_device(_device(tmp_path))
+    assert bare.names == (RecoveryStep.SSH,) and repr(bare) == "RecoveryStrategy(ssh)"
+    full = RecoveryStrategy.for_device(_device(
+        tmp_path, console={"url": "socket://127.0.0.1:47101"},
+        power={"driver": "tasmota", "url": "http://127.0.0.1:47080", "outlet": 7}))
+    assert repr(full) == "RecoveryStrategy(ssh -> console -> power)"
+    chosen = RecoveryStrategy.for_device(_device(
+        tmp_path, console={"url": "socket://127.0.0.1:47101"},
+        power={"driver": "tasmota", "url": "http://127.0.0.1:47080", "outlet": 7}, recovery=["power", "ssh"]))
+    assert chosen.names == (RecoveryStep.POWER, RecoveryStep.SSH)
+
+
+def test_ssh_only_strategy_breaks_without_touching_console_or_power(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path, steps=(RecoveryStep.SSH,))
+    dev.sshd = False
+    with pytest.raises(HubBroken, match=r"SSH: .*no recovery step left \(recovery: ssh\)"):
+        hub.ensure_ready()
+    assert dev.sshd_restarts == [] and pw is not None and pw.calls == []
+
+
+def test_configured_order_skips_the_console(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path, steps=(RecoveryStep.SSH, RecoveryStep.POWER))
+    dev.sshd = False
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY
+    assert dev.sshd_restarts == [] and pw is not None and pw.calls == ["off", "on"]
+
+
+# -- ready means the declared services answer ------------------------------------------------------
+
+def test_a_starting_nucleus_is_waited_for_not_accepted_and_not_power_cycled_again(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path, ready=60.0)
+    dev.powered = False
+    dev.nucleus_start = 25.0  # its process runs at once; greengrass-cli answers 25 s after boot
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY and pw is not None and pw.calls == ["off", "on"]
+    assert dev.booted_at is not None and hub.now() >= dev.booted_at + 25.0
+    assert hub.last_health is not None and hub.last_health.services[Service.GREENGRASS].answers
+
+
+def test_a_nucleus_process_without_an_answering_cli_is_not_healthy(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path, power=False, console=False, ready=5.0)
+    dev.nucleus = False  # pgrep would find "42": health must not be fooled by it
+    with pytest.raises(HubBroken, match="greengrass does not answer"):
+        hub.ensure_ready()
+
+
+def test_undeclared_services_are_not_asked(tmp_path: Path) -> None:
+    hub, dev, _, _ = make(tmp_path)
+    hub.device = hub.device.model_copy(update={"expect": Expectations(services=frozenset({Service.SSH}))})
+    dev.nucleus = dev.engine = False
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY and set(hub.last_health.services) == {Service.SSH}  # type: ignore[union-attr]
+
+
+# -- whose fault a silent service is ----------------------------------------------------------------
+
+def test_before_the_candidate_a_dead_nucleus_is_the_hubs_problem(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path, ready=5.0)
+    hub.ensure_ready()
+    dev.nucleus = False
+    orig_on = FakePower.on
+
+    def on_keeps_it_dead(self: FakePower) -> None:
+        orig_on(self)
+        dev.nucleus = False
+
+    assert pw is not None
+    pw.on = on_keeps_it_dead.__get__(pw)  # type: ignore[method-assign]
+    hub.mark_suspect("a test saw the nucleus fail")
+    with pytest.raises(HubBroken) as exc:
+        hub.ensure_ready()
+    assert exc.value.failure_class is FailureClass.INFRASTRUCTURE
+    assert pw.calls == ["off", "on"]  # recovery tried what it could first
+
+
+def test_with_the_candidate_deployed_a_dead_nucleus_is_the_candidates_doing(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path, ready=5.0)
+    hub.ensure_ready()
+    hub.candidate = "run-1"
+    dev.nucleus = False
+    hub.mark_suspect("a test saw the nucleus fail")
+    with pytest.raises(ServiceDown) as exc:
+        hub.ensure_ready()
+    assert exc.value.failure_class is FailureClass.PRODUCT and exc.value.services == ("greengrass",)
+    assert pw is not None and pw.calls == []  # no power cycle hides what the candidate did
+    assert hub.state is not HubState.BROKEN
+
+
+def test_with_the_candidate_a_power_blip_is_recovered_when_services_come_back(tmp_path: Path) -> None:
+    hub, dev, _, pw = make(tmp_path, ready=60.0)
+    hub.ensure_ready()
+    hub.candidate = "run-1"
+    dev.powered = False  # the blip
+    dev.nucleus_start = 20.0
+    hub.mark_suspect("a test saw DeviceUnreachable")
+    hub.ensure_ready()
+    assert hub.state is HubState.HEALTHY and pw is not None and pw.calls == ["off", "on"]
+
+
+def test_an_illegal_transition_is_a_harness_bug(tmp_path: Path) -> None:
+    hub, _, _, _ = make(tmp_path)
+    with pytest.raises(IllegalTransition):
+        hub.to_state(HubState.HEALTHY, "skipping the checks")

@@ -53,13 +53,18 @@ def test_declared_services_are_taken_as_declared(tmp_path: Path) -> None:
     (f"expect: {{services: [ssh], {BROKER}}}", "expect.broker is set but 'mqtt_broker' is not declared"),
     ("expect: {services: [ssh, nucleus]}", "Input should be 'ssh', 'console', 'greengrass', 'docker'"),
     ("expect: {greengrass_root: greengrass/v2}", "greengrass_root must be an absolute path"),
+    ("recovery: [ssh, console]", "step 'console' needs a console block"),
+    ("recovery: [power]", "step 'power' needs a power block"),
+    ("recovery: [ssh, ssh]", "names a step twice"),
+    ("recovery: []", "must name at least one step"),
+    ("recovery: [reboot]", "Input should be 'ssh', 'console' or 'power'"),
 ])
 def test_services_that_contradict_the_entry_name_device_and_field(tmp_path: Path, device: str,
                                                                   words: str) -> None:
     with pytest.raises(InventoryError) as exc:
         load_inventory(_rack(tmp_path, "ssh: {host: 192.0.2.7}\n" + device + "\n"))
     assert exc.value.device == "hub-07"
-    assert exc.value.field is not None and exc.value.field.startswith("expect.")
+    assert exc.value.field is not None and exc.value.field.startswith(("expect.", "recovery"))
     assert words in str(exc.value)
 
 

@@ -154,8 +154,9 @@ def test_unreachable_hub_is_broken_and_its_tests_skip(pytester: pytest.Pytester,
         """))
     result = pytester.runpytest("--devices", str(rack), "--device", "hub-a", "-rs")
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*[[]infrastructure[]]*hub-a could not be recovered*no power outlet*",
-                                 "*[[]infrastructure[]]*hub-a*broken*"])
+    out = result.stdout.str()
+    assert "[infrastructure] hub-a could not be recovered" in out and "(recovery: ssh)" in out
+    assert "[infrastructure] hub-a is broken" in out
     lines = [json.loads(x) for x in
              (pytester.path / "reports/run/t1/results.jsonl").read_text().splitlines()]
     assert [(r["device"], r["outcome"], r["failure_class"], r["disposition"]) for r in lines] == \
@@ -356,3 +357,22 @@ def test_hostile_candidate_is_a_usage_error_before_any_lease(pytester: pytest.Py
     assert f"file {link}" in err and "outside the candidate folder" in err, err
     assert "Traceback" not in err + result.stdout.str()
     assert not list((rack.parent / "leases").glob("*.lock"))  # no hub was even leased
+
+
+def test_one_label_decorator_gives_allure_its_labels_tags_and_links(pytester: pytest.Pytester,
+                                                                   rack: Path) -> None:
+    pytester.makepyfile(textwrap.dedent("""\
+        from hil_pytest.allure_labels import BLOCKER, labels
+
+        @labels("Security", "I1 passwords", BLOCKER, tags=["I1"], extra={"owasp_iot": "I1"},
+                links=[("https://owasp.org/x", "OWASP I1")])
+        def test_x():
+            pass
+        """))
+    result = pytester.runpytest("--devices", str(rack), "--alluredir", "allure")
+    result.assert_outcomes(passed=1)
+    (res,) = [json.loads(p.read_text()) for p in (pytester.path / "allure").glob("*-result.json")]
+    got = {(lb["name"], lb["value"]) for lb in res["labels"]}
+    assert {("feature", "Security"), ("story", "I1 passwords"), ("severity", "blocker"), ("tag", "I1"),
+            ("owasp_iot", "I1")} <= got
+    assert {"url": "https://owasp.org/x", "name": "OWASP I1", "type": "link"} in res["links"]

@@ -5,23 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fake_clock import FakeClock
 
 from hil.errors import CommandTimeout
 from hil.probes import latency
 from hil.probes.evidence import to_json
-
-
-class FakeClock:
-    """A clock the sampler advances: the test decides how long each round trip takes."""
-
-    def __init__(self) -> None:
-        self.ns = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def sleep(self, seconds: float) -> None:
-        self.ns += int(seconds * 1e9)
 
 
 def test_percentiles_and_n() -> None:
@@ -53,7 +41,7 @@ def test_fixed_rate_measures_from_intended_time_and_drops_warmup() -> None:
     def sampler() -> None:
         clock.sleep(next(durations))
 
-    ev = latency.measure(sampler, metric="rt", rate_hz=100, count=15, warmup=5, clock=clock,
+    ev = latency.measure(sampler, metric="rt", rate_hz=100, count=15, warmup=5, clock=clock.ns,
                          sleep=clock.sleep)
     assert ev.n == 15 and ev.warmup == 5
     # the 300 ms stall delays the next 9 requests scheduled every 10 ms: coordinated omission
@@ -66,7 +54,7 @@ def test_fixed_rate_measures_from_intended_time_and_drops_warmup() -> None:
     def steady() -> None:
         clock2.sleep(0.002)
 
-    ev2 = latency.measure(steady, metric="rt", rate_hz=100, count=50, warmup=5, clock=clock2,
+    ev2 = latency.measure(steady, metric="rt", rate_hz=100, count=50, warmup=5, clock=clock2.ns,
                           sleep=clock2.sleep)
     assert ev2.p99 == pytest.approx(2.0, rel=0.01)
 
@@ -80,7 +68,7 @@ def test_errors_are_counted_not_recorded() -> None:
         if next(calls) % 4 == 0:
             raise OSError("reset")
 
-    ev = latency.measure(sampler, metric="rt", rate_hz=50, count=20, warmup=0, clock=clock,
+    ev = latency.measure(sampler, metric="rt", rate_hz=50, count=20, warmup=0, clock=clock.ns,
                          sleep=clock.sleep)
     assert ev.errors == 5 and ev.n == 15
     verdict = latency.judge(ev, latency.Budget("rt", p95_ms=10, p99_ms=20))
@@ -91,7 +79,7 @@ def test_deadline() -> None:
     clock = FakeClock()
     with pytest.raises(CommandTimeout, match=r"rt: .* deadline"):
         latency.measure(lambda: clock.sleep(1.0), metric="rt", rate_hz=10, count=10, warmup=0,
-                        deadline=2.5, clock=clock, sleep=clock.sleep)
+                        deadline=2.5, clock=clock.ns, sleep=clock.sleep)
 
 
 def test_budget_verdicts() -> None:
