@@ -81,7 +81,8 @@ def register(app: typer.Typer) -> None:
             waiters: list[tuple[int, list[str], str]] = list_waiters() if list_waiters else []
         t = Table(title=f"leases of {inv.lab} ({redact_url(url) if url else 'file locks on this host'})")
         for col in ("device", "holder", "runner", "ci job", "since", "token", "expires"):
-            t.add_column(col)
+            # names and tokens are copied by people (`hil lease release HUB`): never wrapped
+            t.add_column(col, no_wrap=col in ("device", "token"))
         for name in sorted(set(inv.devices) | set(held)):
             info = held.get(name)
             if info is None:
