@@ -41,6 +41,8 @@ EXTRAS: dict[str, Extra] = {
     "postgres": Extra("the shared PostgreSQL lease store (lease.store: postgresql://...)",
                       modules=("psycopg",)),
     "plots": Extra("latency plots (PNG attachments)", modules=("matplotlib",)),
+    "ml": Extra("the ml suite's reference inference on the harness host (onnxruntime)",
+                modules=("onnxruntime",)),
 }
 
 

@@ -49,7 +49,7 @@ from hil.errors import UserError
 MANIFEST = "candidate.yaml"
 IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 COMPOSE_FILES = ("docker-compose.yaml", "docker-compose.yml", "compose.yaml", "compose.yml")
-_MANIFEST_KEYS = ("description", "images")
+_MANIFEST_KEYS = ("description", "images", "model_card")
 
 
 class CandidateError(UserError):
@@ -86,6 +86,8 @@ class Candidate:
     image_archives: tuple[Path, ...] = ()
     images: tuple[str, ...] = ()
     description: str = ""
+    model_card: Path | None = None
+    """An ML candidate's model card (candidate.yaml ``model_card``; read by hil.ml.card)."""
 
     @property
     def recipe_dir(self) -> Path:
@@ -146,7 +148,7 @@ def load_candidate(path: str | Path) -> Candidate:
     recipes = _load_recipes(root, problems)
     _check_artifacts(root, recipes, problems)
     _check_internal_dependencies(recipes, problems)
-    description, manifest_images = _load_manifest(root, problems)
+    description, manifest_images, card = _load_manifest(root, problems)
     archives = _image_archives(root, problems)
     images = _compose_images(root, recipes, problems)
     if problems:
@@ -155,7 +157,7 @@ def load_candidate(path: str | Path) -> Candidate:
     for ref in (*(i for r in recipes for i in r.images), *images, *manifest_images):
         if ref not in refs:
             refs.append(ref)
-    return Candidate(root, tuple(recipes), tuple(archives), tuple(refs), description)
+    return Candidate(root, tuple(recipes), tuple(archives), tuple(refs), description, card)
 
 
 def _check_tree(root: Path) -> list[Problem]:
@@ -290,28 +292,29 @@ def _check_internal_dependencies(recipes: list[Recipe], problems: list[Problem])
                                         "in this candidate"))
 
 
-def _load_manifest(root: Path, problems: list[Problem]) -> tuple[str, list[str]]:
+def _load_manifest(root: Path, problems: list[Problem]) -> tuple[str, list[str], Path | None]:
     path = root / MANIFEST
     if not path.exists():
-        return "", []
+        return "", [], None
     doc, problem = load_document(path)
     if problem:
         problems.append(problem)
-        return "", []
+        return "", [], None
     if doc is None:
-        return "", []
+        return "", [], None
     if not isinstance(doc, Mapping):
-        problems.append(Problem(str(path), None, "must be a mapping (description, images)"))
-        return "", []
+        problems.append(Problem(str(path), None, "must be a mapping (description, images, model_card)"))
+        return "", [], None
     for k in doc:
         if k not in _MANIFEST_KEYS:
             problems.append(Problem(str(path), str(k),
                                     f"unknown field; allowed: {', '.join(_MANIFEST_KEYS)}"))
     desc = doc.get("description") or ""
+    card = _model_card_path(root, path, doc.get("model_card"), problems)
     images = doc.get("images") or []
     if not isinstance(images, list):
         problems.append(Problem(str(path), "images", "must be a list of image references"))
-        return str(desc), []
+        return str(desc), [], card
     good: list[str] = []
     for i, ref in enumerate(images):
         why = image_ref_problem(ref)
@@ -319,7 +322,21 @@ def _load_manifest(root: Path, problems: list[Problem]) -> tuple[str, list[str]]
             problems.append(Problem(str(path), f"images[{i}]", why))
         else:
             good.append(ref)
-    return str(desc), good
+    return str(desc), good, card
+
+
+def _model_card_path(root: Path, manifest: Path, value: object, problems: list[Problem]) -> Path | None:
+    """The model card file named by the manifest: a file inside the candidate folder."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or Path(value).is_absolute() or ".." in Path(value).parts:
+        problems.append(Problem(str(manifest), "model_card", "must be a path inside the candidate folder"))
+        return None
+    card = root / value
+    if not card.is_file():
+        problems.append(Problem(str(manifest), "model_card", f"{value}: file not found in the candidate"))
+        return None
+    return card
 
 
 def _image_archives(root: Path, problems: list[Problem]) -> list[Path]:

@@ -90,6 +90,8 @@ class GateDecision:
     """Checks whose results name no device."""
     evidence: dict[str, Any] = field(default_factory=dict)
     """Files kept with the decision (e.g. SBOMs: path, sha256, subject)."""
+    ml: list[dict[str, Any]] = field(default_factory=list)
+    """ML figures (kind, device, model, values, verdict): quality, agreement, drift, footprint, ..."""
 
     @property
     def exit_code(self) -> int:
@@ -148,7 +150,7 @@ def decide(results: RunResults, policy: GatePolicy, *, today: dt.date | None = N
         blocking_failures=ctx.blocking, quarantined_failures=ctx.quarantined, other_failures=ctx.other,
         latency=ctx.latency, sources=results.sources, warnings=results.warnings,
         decided_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), ci_job_url=meta.ci_job_url,
-        passes=outcomes, unassigned_checks=ctx.unassigned)
+        passes=outcomes, unassigned_checks=ctx.unassigned, ml=ctx.ml)
 
 
 def write_gate_json(decision: GateDecision, path: Path) -> str:

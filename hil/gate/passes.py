@@ -28,6 +28,7 @@ from hil.gate.findings import (
 from hil.gate.links import AllureLinks
 from hil.gate.policy import GatePolicy, OnFailure
 from hil.gate.results import Disposition, LatencyFigure, RunResults, TestRecord
+from hil.ml.judge import judge as judge_ml
 
 GAPS_NAMED_PER_DEVICE = 5
 """A coverage reason names this many unrun checks of a device, then counts the rest."""
@@ -54,6 +55,7 @@ class GateContext:
     quarantined: list[GateFailure] = field(default_factory=list)
     other: list[GateFailure] = field(default_factory=list)
     latency: list[dict[str, Any]] = field(default_factory=list)
+    ml: list[dict[str, Any]] = field(default_factory=list)
     checks: dict[str, DeviceChecks] = field(default_factory=lambda: defaultdict(DeviceChecks))
     unassigned: DeviceChecks = field(default_factory=DeviceChecks)
     """Checks whose records name no device."""
@@ -61,7 +63,7 @@ class GateContext:
     suites: dict[str, SuiteOutcome] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.required = list(dict.fromkeys(self.policy.required_suites))
+        self.required = list(dict.fromkeys(self.policy.required_for(self.results.metadata.candidate)))
         self.models = {d: (m or "unknown") for d, m in self.selected.items()}
         for r in self.results.records:
             if r.device:
@@ -144,15 +146,63 @@ def latency(ctx: GateContext) -> list[Finding]:
     for fig in ctx.results.latency:
         row, problem = judge_latency(fig, ctx.policy)
         ctx.latency.append(row)
-        if problem and "latency" in ctx.required:
+        suite = latency_suite(fig)
+        if problem and suite in ctx.required:
             msg = f"latency {fig.metric}" + (f" on {fig.device}" if fig.device else "") + f": {problem}"
             out.append(Finding(Effect.REJECT, msg))
             ctx.blocking.append(GateFailure(
                 test=fig.nodeid or f"latency:{fig.metric}", device=fig.device,
                 model=ctx.model_of(fig.device), failure_class=str(FailureClass.PRODUCT), message=msg,
-                suites=["latency"], effect=Effect.REJECT, why="over the latency budget in the gate policy"))
-            ctx.failing["latency"].add(fig.device or "")
+                suites=[suite], effect=Effect.REJECT, why="over the latency budget in the gate policy"))
+            ctx.failing[suite].add(fig.device or "")
     return out
+
+
+def latency_suite(fig: LatencyFigure) -> str:
+    """The suite a latency figure belongs to: its test's (suites/<name>/...), else by metric:
+    ``ml_*`` figures (model inference) are the ml suite's, the rest the latency suite's."""
+    if fig.nodeid and fig.nodeid.startswith("suites/"):
+        return fig.nodeid.split("/")[1]
+    return "ml" if fig.metric.startswith("ml_") else "latency"
+
+
+# -- ML model figures ------------------------------------------------------------------------------
+
+def ml(ctx: GateContext) -> list[Finding]:
+    """ML figures (quality, agreement, footprint, drift, champion, provenance) against gate.yaml ml:.
+
+    Judged again here with the same judges the suite used (hil.ml.judge), from the figures
+    themselves, so a test that did not fail (or was not run) cannot hide a figure out of policy.
+    """
+    out: list[Finding] = []
+    policy = ctx.policy.ml
+    for fig in ctx.results.ml:
+        problems = judge_ml(fig.kind, fig.values, policy) if policy is not None else []
+        ctx.ml.append({"kind": fig.kind, "device": fig.device, "model": fig.model, "values": fig.values,
+                       "nodeid": fig.nodeid,
+                       "verdict": ("no ml policy" if policy is None else
+                                   "; ".join(problems) if problems else "within policy")})
+        if not problems or "ml" not in ctx.required:
+            continue
+        where = f" on {fig.device}" if fig.device else ""
+        for problem in problems:
+            msg = f"ml {fig.kind}{where}: {problem}"
+            out.append(Finding(Effect.REJECT, msg))
+            ctx.blocking.append(GateFailure(
+                test=fig.nodeid or f"ml:{fig.kind}", device=fig.device, model=ctx.model_of(fig.device),
+                failure_class=str(FailureClass.PRODUCT), message=msg, suites=["ml"], effect=Effect.REJECT,
+                why="outside the ml policy in gate.yaml"))
+        ctx.failing["ml"].add(fig.device or "")
+    return out
+
+
+def candidate_validity(ctx: GateContext) -> list[Finding]:
+    """A candidate refused before it reached any hub (bad digest, broken recipe) is rejected."""
+    problems = ctx.results.metadata.candidate.get("problems")
+    if not isinstance(problems, list) or not problems:
+        return []
+    return [Finding(Effect.REJECT, f"candidate refused before deployment: {first_line(str(p))}")
+            for p in problems[:10]]
 
 
 def judge_latency(fig: LatencyFigure, policy: GatePolicy) -> tuple[dict[str, Any], str | None]:
@@ -339,7 +389,9 @@ def completeness(ctx: GateContext) -> list[Finding]:
 
 DEFAULT_PASSES: tuple[tuple[str, Pass], ...] = (
     ("failures", failures),
+    ("candidate", candidate_validity),
     ("latency", latency),
+    ("ml", ml),
     ("coverage", coverage),
     ("device_health", device_health),
     ("suites", suites),

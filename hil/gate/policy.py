@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from hil.errors import UserError
+from hil.ml.policy import MlPolicy
 
 DEFAULT_POLICY_FILE = "gate.yaml"
 
@@ -99,6 +100,8 @@ class GatePolicy(BaseModel):
     quarantine: list[Quarantine] = Field(default_factory=list)
     waivers: list[Waiver] = Field(default_factory=list)
     """Required checks allowed not to run on a device model (coverage); see docs/ci.md."""
+    ml: MlPolicy | None = None
+    """ML model releases (candidates with a model card): quality, drift, footprint, champion."""
     ledger: Path = Path("reports/ledger.jsonl")
     path: Path | None = Field(default=None, exclude=True)
 
@@ -123,6 +126,12 @@ class GatePolicy(BaseModel):
         """A valid waiver of this check on this model, else an expired one (the caller names it)."""
         found = [w for w in self.waivers if w.matches(nodeid, model)]
         return next((w for w in found if not w.expired(today)), found[0] if found else None)
+
+    def required_for(self, candidate: dict[str, object]) -> list[str]:
+        """The required suites for this candidate: ``ml.required_suites`` for one with a model card."""
+        if self.ml is not None and candidate.get("model_card"):
+            return list(self.ml.required_suites)
+        return list(self.required_suites)
 
     def latency_budget(self, metric: str) -> LatencyBudget | None:
         """The budget a latency test asserts against (suites read it from here too)."""
@@ -158,7 +167,11 @@ def load_policy(path: str | os.PathLike[str] = DEFAULT_POLICY_FILE) -> GatePolic
         raise _from_validation(exc, fname) from None
     # a relative ledger path is relative to the policy file, like inventory paths
     ledger = policy.ledger if policy.ledger.is_absolute() else p.resolve().parent / policy.ledger
-    return policy.model_copy(update={"path": p.resolve(), "ledger": ledger})
+    update: dict[str, object] = {"path": p.resolve(), "ledger": ledger}
+    if policy.ml is not None and policy.ml.champion is not None and not policy.ml.champion.is_absolute():
+        # like the ledger: relative to the policy file
+        update["ml"] = policy.ml.model_copy(update={"champion": p.resolve().parent / policy.ml.champion})
+    return policy.model_copy(update=update)
 
 
 _UNION_TAGS = {"int", "str", "float", "bool", "date", "list", "dict", "none"}

@@ -19,6 +19,7 @@ from hil.gate.results import (
     SUITE_NAMES,
     Disposition,
     LatencyFigure,
+    MlFigure,
     RunMetadata,
     RunResults,
     TestRecord,
@@ -26,6 +27,7 @@ from hil.gate.results import (
 
 RESULTS_JSONL = "results.jsonl"
 LATENCY_JSONL = "latency.jsonl"
+ML_JSONL = "ml.jsonl"
 CANDIDATE_JSON = "candidate.json"
 RUN_META_NAMES = ("run.json", "meta.json", "metadata.json")
 
@@ -132,7 +134,9 @@ def read_run(files: ResultFiles, *, inventory_devices: Mapping[str, str] | None 
     records = _merge(primary, allure if primary is not allure else [])
     records = [_fill_device(r, known) for r in records]
     latency = list(read_latency(files.run_dir, warnings)) if files.run_dir else []
-    return RunResults(records=records, metadata=meta, latency=latency, sources=sources, warnings=warnings)
+    ml = list(read_ml(files.run_dir, warnings)) if files.run_dir else []
+    return RunResults(records=records, metadata=meta, latency=latency, ml=ml, sources=sources,
+                      warnings=warnings)
 
 
 def _merge(primary: list[TestRecord], allure: list[TestRecord]) -> list[TestRecord]:
@@ -356,6 +360,24 @@ def read_latency(run_dir: Path, warnings: list[str]) -> Iterator[LatencyFigure]:
                             p95_ms=_float(doc.get("p95_ms")), p99_ms=_float(doc.get("p99_ms")),
                             samples=int(samples) if isinstance(samples, int) else None,
                             nodeid=_str(doc.get("nodeid")))
+
+
+def read_ml(run_dir: Path, warnings: list[str]) -> Iterator[MlFigure]:
+    """reports/run/<id>/ml.jsonl: {kind, device, values, model, nodeid} per figure."""
+    path = run_dir / ML_JSONL
+    if not path.is_file():
+        return
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            doc = json.loads(line) if line.strip() else None
+        except json.JSONDecodeError:
+            warnings.append(f"{path}:{n}: not JSON, skipped")
+            continue
+        if not isinstance(doc, dict) or not _str(doc.get("kind")) or not isinstance(doc.get("values"), dict):
+            continue
+        model = doc.get("model")
+        yield MlFigure(kind=str(doc["kind"]), device=_str(doc.get("device")), values=dict(doc["values"]),
+                       nodeid=_str(doc.get("nodeid")), model=dict(model) if isinstance(model, dict) else {})
 
 
 # -- allure-results ---------------------------------------------------------------------------

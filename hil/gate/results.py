@@ -8,7 +8,7 @@ from typing import Any
 
 from hil.errors import FailureClass
 
-SUITE_NAMES = ("smoke", "functional", "latency", "security")
+SUITE_NAMES = ("smoke", "functional", "latency", "security", "ml")
 """Suite markers the harness knows; a policy may name others (they are markers too)."""
 
 
@@ -88,6 +88,18 @@ class LatencyFigure:
     nodeid: str | None = None
 
 
+@dataclass(frozen=True)
+class MlFigure:
+    """One ML figure of one device (reports/run/<id>/ml.jsonl): quality, agreement, drift, ..."""
+
+    kind: str
+    device: str | None
+    values: dict[str, Any]
+    nodeid: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    """The model the figure is about: name, version, sha256."""
+
+
 @dataclass
 class RunMetadata:
     """What the harness recorded about the run itself (reports/run/<run-id>/)."""
@@ -110,6 +122,7 @@ class RunResults:
     records: list[TestRecord]
     metadata: RunMetadata
     latency: list[LatencyFigure] = field(default_factory=list)
+    ml: list[MlFigure] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     """Files and directories the results were read from (for the report)."""
     warnings: list[str] = field(default_factory=list)

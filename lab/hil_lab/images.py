@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -35,8 +36,17 @@ from hil_lab.topology import SLOT
 LAB_DIR = Path(__file__).resolve().parent
 HUB_CONTEXT = LAB_DIR / "hub"
 IMAGES_DIR = LAB_DIR / "images"
-COMPONENTS = ("web", "app", "db", "agent")
-"""Images of the example candidates: good/upgrade use web, app, db; outdated uses agent."""
+COMPONENTS = ("web", "app", "db", "agent", "ml-infer")
+"""Images of the example candidates: good/upgrade use web, app, db; outdated uses agent;
+the ML candidates (candidates/ml-*) use ml-infer."""
+WHEELS_LOCK = "wheels.lock"
+"""An image folder with this file gets the wheels it pins (version + SHA-256) downloaded on the
+lab host into its build context's wheels/ (the build itself has no network)."""
+WHEEL_CACHE = Path("/var/tmp/hil-lab-cache/wheels")  # noqa: S108 - shared by builds, like DEB_CACHE
+WHEEL_PLATFORM = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+                  "--implementation", "cp", "--abi", "cp311")
+"""The wheels the base image's Debian python3.11 can load."""
+PIP_TIMEOUT = 900.0
 
 SUITE = "bookworm"
 BASE_PACKAGES = (
@@ -246,6 +256,13 @@ class _Builder:
             self.progress.advance(task, steps)
 
     def docker_build(self, context: Path, tag: str, base: str, title: str) -> None:
+        if (context / WHEELS_LOCK).is_file():
+            with _context_with_wheels(context) as full:
+                self._docker_build(full, tag, base, title)
+        else:
+            self._docker_build(context, tag, base, title)
+
+    def _docker_build(self, context: Path, tag: str, base: str, title: str) -> None:
         task = self._task(f"{title}: docker build", total=None) if self.progress else None
         log: list[str] = []
         try:
@@ -263,6 +280,48 @@ class _Builder:
         finally:
             if task is not None and self.progress is not None:
                 self.progress.remove_task(task)
+
+
+@contextlib.contextmanager
+def _context_with_wheels(context: Path) -> Iterator[Path]:
+    """A copy of ``context`` with wheels/ holding what its wheels.lock pins (hash-checked by pip)."""
+    WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "pip", "download", "--quiet", "--require-hashes", "--no-deps",
+            "--only-binary=:all:", *WHEEL_PLATFORM, "--dest", str(WHEEL_CACHE),
+            "-r", str(context / WHEELS_LOCK)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ImageBuildFailed(f"downloading the wheels of {context.name} took over {PIP_TIMEOUT:.0f} s"
+                               ) from exc
+    if done.returncode != 0:
+        raise ImageBuildFailed(f"downloading the wheels of {context.name} ({context / WHEELS_LOCK}) failed: "
+                               f"{shlex.join(argv)}\n{done.stderr[-2000:]}")
+    wanted = _locked_wheels(context / WHEELS_LOCK)
+    with tempfile.TemporaryDirectory(prefix=f"hil-lab-{context.name}-", dir=BUILD_ROOT) as tmp:
+        full = Path(tmp) / "context"
+        shutil.copytree(context, full, ignore=shutil.ignore_patterns(*IGNORED_NAMES, "*.pyc"))
+        (full / "wheels").mkdir()
+        for wheel in sorted(WHEEL_CACHE.glob("*.whl")):
+            name, _, rest = wheel.name.partition("-")
+            if (name.lower().replace("_", "-"), rest.partition("-")[0]) in wanted:
+                shutil.copyfile(wheel, full / "wheels" / wheel.name)
+        got = len(list((full / "wheels").iterdir()))
+        if got != len(wanted):
+            raise ImageBuildFailed(f"{context / WHEELS_LOCK} pins {len(wanted)} wheel(s); {got} found in "
+                                   f"{WHEEL_CACHE} after the download")
+        yield full
+
+
+def _locked_wheels(lock: Path) -> set[tuple[str, str]]:
+    """(normalized name, version) of every ``name==version --hash=...`` line."""
+    out = set()
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        spec = line.split("#", 1)[0].split()
+        if spec and "==" in spec[0]:
+            name, _, version = spec[0].partition("==")
+            out.add((name.lower().replace("_", "-"), version))
+    return out
 
 
 # ---------------------------------------------------------------- the base image

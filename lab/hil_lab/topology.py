@@ -79,7 +79,7 @@ def lab_inventory_path(hub_count: int = 3) -> Path:
 
 
 COMPONENT_REPOSITORIES = {"web": "hil/web:1.0", "app": "hil/app:1.0", "db": "hil/db:1.0",
-                          "agent": "hil/agent:0.9"}
+                          "agent": "hil/agent:0.9", "ml-infer": "hil/ml-infer:1.0"}
 
 
 class Profile(StrEnum):

@@ -410,7 +410,8 @@ def test_gate_json_lists_each_devices_checks(recorded: Any, tmp_path: Path) -> N
     assert gap["waiver"] == {"check": WAIVER["check"], "model": "virtual-pi4", "reason": WAIVER["reason"],
                              "expires": "2026-06-30"}
     assert {p: v["effect"] for p, v in doc["passes"].items()} == {
-        "failures": "none", "latency": "none", "coverage": "none", "device_health": "none",
+        "failures": "none", "candidate": "none", "latency": "none", "ml": "none", "coverage": "none",
+        "device_health": "none",
         "suites": "none", "completeness": "none"}
 
 

@@ -81,7 +81,7 @@ def test_base_tag_depends_on_the_package_list(monkeypatch: pytest.MonkeyPatch) -
 def test_planned_images_are_stable_and_complete() -> None:
     first, second = images.planned_images(), images.planned_images()
     assert first == second
-    assert set(first.components) == {"web", "app", "db", "agent"}
+    assert set(first.components) == {"web", "app", "db", "agent", "ml-infer"}
     assert first.hub.startswith("hil-lab/hub:") and first.registry.startswith("hil-lab/registry:")
 
 

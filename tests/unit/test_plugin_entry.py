@@ -114,7 +114,7 @@ def test_a_lease_wait_says_who_holds_the_hub_and_for_how_long(pytester: pytest.P
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "use-from-your-repo.md"
 OUR_GROUPS = ("hardware-in-the-loop devices", "promotion gate", "candidate deployment", "latency probes",
-              "SBOMs and advisories (OWASP I5)")
+              "SBOMs and advisories (OWASP I5)", "ML model components")
 
 
 def test_the_public_types_resolve() -> None:
