@@ -15,6 +15,7 @@ on recorded outputs.
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from hil.drivers.base import CommandResult, Console, ConsoleState, Shell
 from hil.drivers.greengrass import Greengrass
 from hil.errors import HilError
-from hil.inventory import Device, Service
+from hil.inventory import Device, Expectations, Service
 from hil.probes.mqtt import harness_connect
 from hil.steps import step
 
@@ -190,6 +191,30 @@ def ask_service(service: Service, ctx: ProbeContext) -> ServiceCheck:
         return ServiceCheck(service, False, detail)
 
 
+# -- headroom -----------------------------------------------------------------------
+
+def _disk(stdout: str, rep: HealthReport, expect: Expectations) -> str | None:
+    rep.free_disk_mb = parse_df_free_mb(stdout)
+    if rep.free_disk_mb < expect.min_free_disk_mb:
+        return f"disk: {rep.free_disk_mb} MiB free on / (need {expect.min_free_disk_mb})"
+    return None
+
+
+def _memory(stdout: str, rep: HealthReport, expect: Expectations) -> str | None:
+    rep.free_mem_mb = parse_meminfo_available_mb(stdout)
+    rep.os_release = parse_os_release(stdout)  # meminfo lines have no "="
+    if rep.free_mem_mb < expect.min_free_mem_mb:
+        return f"memory: {rep.free_mem_mb} MiB available (need {expect.min_free_mem_mb})"
+    return None
+
+
+HEADROOM: tuple[tuple[str, list[str], Callable[[str, HealthReport, Expectations], str | None]], ...] = (
+    ("disk", ["df", "-Pm", "/"], _disk),
+    ("memory", ["cat", "/proc/meminfo", "/etc/os-release"], _memory),
+)
+"""What a hub needs room for, read with one command each: (label, argv, judge)."""
+
+
 # -- the check ---------------------------------------------------------------------
 
 def _run(shell: Shell, argv: list[str], timeout: float) -> CommandResult | None:
@@ -222,28 +247,16 @@ def check_health(shell: Shell, device: Device, *, timeout: float,
         except ValueError as exc:
             rep.problems.append(f"clock: {exc}")
 
-        res = _run(shell, ["df", "-Pm", "/"], timeout)
-        try:
-            if res is None or not res.ok:
-                raise ValueError("`df -Pm /` failed")
-            rep.free_disk_mb = parse_df_free_mb(res.stdout)
-            if rep.free_disk_mb < expect.min_free_disk_mb:
-                rep.problems.append(f"disk: {rep.free_disk_mb} MiB free on / "
-                                    f"(need {expect.min_free_disk_mb})")
-        except ValueError as exc:
-            rep.problems.append(f"disk: {exc}")
-
-        res = _run(shell, ["cat", "/proc/meminfo", "/etc/os-release"], timeout)
-        try:
-            if res is None or not res.ok:
-                raise ValueError("cannot read /proc/meminfo")
-            rep.free_mem_mb = parse_meminfo_available_mb(res.stdout)
-            rep.os_release = parse_os_release(res.stdout)  # meminfo lines have no "="
-            if rep.free_mem_mb < expect.min_free_mem_mb:
-                rep.problems.append(f"memory: {rep.free_mem_mb} MiB available "
-                                    f"(need {expect.min_free_mem_mb})")
-        except ValueError as exc:
-            rep.problems.append(f"memory: {exc}")
+        for label, argv, judge in HEADROOM:
+            res = _run(shell, argv, timeout)
+            try:
+                if res is None or not res.ok:
+                    raise ValueError(f"`{shlex.join(argv)}` failed")
+                problem = judge(res.stdout, rep, expect)
+            except ValueError as exc:
+                problem = f"{label}: {exc}"
+            if problem:
+                rep.problems.append(problem)
 
         ctx = ProbeContext(device, shell, console, timeout)
         for service in sorted(device.services):

@@ -84,6 +84,11 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+def known_hosts_name(host: str, port: int) -> str:
+    """How OpenSSH / paramiko name an SSH endpoint in a known_hosts file."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
 class SshEndpoint(_Record):
     host: str = Field(min_length=1)
     port: int = Field(default=22, ge=1, le=65535)
@@ -93,8 +98,7 @@ class SshEndpoint(_Record):
 
     @property
     def known_hosts_name(self) -> str:
-        """How OpenSSH / paramiko name this endpoint in a known_hosts file."""
-        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return known_hosts_name(self.host, self.port)
 
 
 class ConsoleLogin(_Record):

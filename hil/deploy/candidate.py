@@ -28,7 +28,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -73,10 +72,6 @@ class CandidateIdentity:
     """Archive file name -> sha256 of the file."""
     digest: str
     """sha256 over every file of the candidate (relative path + content)."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"components": dict(self.components), "images": list(self.images),
-                "image_archives": dict(self.image_archives), "digest": self.digest}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@
 ``VersionRequirement`` is an npm range: comparators (``>=1.0.0 <2.0.0``), ``||``,
 hyphen ranges, x-ranges (``1.x``, ``*``), tilde and caret. Pre-releases only satisfy
 a range whose comparator names the same major.minor.patch with a pre-release (npm rule).
+
+The nucleus stand-in of the lab has its own copy (lab/hil_lab/hub/rootfs/opt/hil-lab/
+nucleus/ggnucleus/semver.py) on purpose: it runs on the hub with the standard library
+only. One table of cases (tests/data/semver/cases.json, judged by node-semver) holds
+both to the same answers; see docs/architecture.md, "The two semver copies".
 """
 
 from __future__ import annotations
@@ -74,10 +79,6 @@ class Version:
         if self.build:
             s += "+" + ".".join(self.build)
         return s
-
-
-def is_semver(text: object) -> bool:
-    return isinstance(text, str) and bool(_SEMVER_RE.match(text))
 
 
 # -- ranges ------------------------------------------------------------------------------
@@ -241,7 +242,3 @@ def _set_allows(comparators: tuple[Comparator, ...], v: Version) -> bool:
     # npm: a pre-release only matches when some comparator is a pre-release of the same core
     return any(c.version.prerelease and c.version.core == v.core for c in comparators
                if c.version.prerelease != ("0",) or c.op != "<")
-
-
-def parse_range(text: str) -> Range:
-    return Range.parse(text)

@@ -1,6 +1,6 @@
 """The Greengrass v2 CLI on a hub: pure parsers for what it prints, and a driver over a Shell.
 
-Every format follows /work/shared/docs/greengrass.md (collected from the public CLI
+Every format follows docs/greengrass.md (collected from the public CLI
 sources, v2.0.3-v2.16.1). The parsers never trust an exit status alone: the CLI exits
 0 on option parse errors, so success means "the expected line is there".
 """
@@ -210,41 +210,6 @@ def parse_deployment_status(stdout: str) -> DeploymentStatus:
     )
 
 
-# -- deployment list ---------------------------------------------------------------------
-
-_LIST_KEYS = ("Deployment ID", "Created on", "Status")
-
-
-def parse_deployment_list(stdout: str) -> list[DeploymentStatus]:
-    """`deployment list`: 3-line blocks (2.11+), or one `<id>: <STATUS>` line each (older)."""
-    lines = _lines(stdout)
-    if not lines:
-        return []
-    if _STATUS_FIRST.match(lines[0].strip()) and not lines[0].startswith("Deployment ID:"):
-        out = []
-        for ln in lines:
-            if not (m := _STATUS_FIRST.match(ln.strip())):
-                raise ParseError(f"deployment list: unexpected line {ln!r} in {_quote(stdout)}")
-            out.append(DeploymentStatus(id=m.group(1), status=_deployment_state(m.group(2), stdout)))
-        return out
-    if len(lines) % 3:
-        raise ParseError(f"deployment list: expected blocks of 3 lines in {_quote(stdout)}")
-    result = []
-    for i in range(0, len(lines), 3):
-        block: dict[str, str] = {}
-        for want, ln in zip(_LIST_KEYS, lines[i:i + 3], strict=True):
-            key, sep, value = ln.strip().partition(": ")
-            if not sep or key != want:
-                raise ParseError(f"deployment list: expected '{want}: ...', got {ln!r} in {_quote(stdout)}")
-            block[key] = value.strip()
-        result.append(DeploymentStatus(
-            id=block["Deployment ID"],
-            status=_deployment_state(block["Status"], stdout),
-            created=parse_created(block["Created on"]),
-        ))
-    return result
-
-
 # -- component list / details ------------------------------------------------------------
 
 LIST_HEADER = "Components currently running in Greengrass:"
@@ -366,11 +331,6 @@ def state_events(log_text: str, component: str) -> list[StateEvent]:
             except (KeyError, ValueError):
                 raise ParseError(f"service-set-state line without valid states: {ln!r}") from None
     return out
-
-
-def state_transitions(log_text: str, component: str) -> list[tuple[ComponentState, ComponentState]]:
-    """(current, new) pairs of `service-set-state` events for ``component``, in log order."""
-    return [(e.current, e.new) for e in state_events(log_text, component)]
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -522,12 +482,6 @@ class Greengrass:
                 else GreengrassCommandFailed
             raise self._fail(res, f"deployment status -i {deployment_id}", cls)
         return parse_deployment_status(res.stdout)
-
-    def deployment_list(self) -> list[DeploymentStatus]:
-        res = self._run(["deployment", "list"], "greengrass: deployment list")
-        if res.exit_status != 0:
-            raise self._fail(res, "deployment list")
-        return parse_deployment_list(res.stdout)
 
     # -- logs (read directly: more robust than `greengrass-cli logs`)
     def _read(self, path: str, tail: int | None) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -39,7 +39,7 @@ from hil.gate.results import RunResults
 from hil.redact import redact_tree
 
 __all__ = ["CheckGap", "Decision", "DeviceChecks", "DeviceOutcome", "Effect", "Finding", "GateDecision",
-           "GateFailure", "SuiteOutcome", "decide", "failures_of", "write_gate_json"]
+           "GateFailure", "SuiteOutcome", "decide", "write_gate_json"]
 
 GATE_JSON_VERSION = 2
 """2: per-device ``checks`` (passed, failed, skipped, not_applicable), ``passes``, ``evidence``."""
@@ -163,7 +163,3 @@ def write_gate_json(decision: GateDecision, path: Path) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def failures_of(decision: GateDecision) -> Iterable[GateFailure]:
-    yield from decision.blocking_failures
-    yield from decision.quarantined_failures
-    yield from decision.other_failures

@@ -27,11 +27,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def to_plain(record: object) -> Any:
-    """A JSON-ready structure (dicts, lists, scalars) for an evidence record."""
-    return _plain(record)
-
-
 def to_json(record: object) -> str:
     """The evidence record as indented JSON, e.g. for an Allure attachment."""
     return json.dumps(_plain(record), indent=2, sort_keys=True, default=str)

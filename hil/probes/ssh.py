@@ -21,6 +21,7 @@ import paramiko
 
 from hil.drivers.base import Shell
 from hil.errors import DeviceUnreachable, HostKeyMismatch, ParseError, UserError
+from hil.inventory import known_hosts_name
 from hil.steps import step
 
 DEFAULT_CREDENTIALS: tuple[tuple[str, str], ...] = (
@@ -47,13 +48,9 @@ HARDENED_SSHD: Mapping[str, tuple[str, ...]] = {
 
 # -- pinned transport -------------------------------------------------------------------
 
-def _endpoint_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 def pinned_transport(host: str, port: int, known_hosts: Path, *, timeout: float) -> paramiko.Transport:
     """A started SSH transport whose host key matched ``known_hosts``; raises otherwise."""
-    name = _endpoint_name(host, port)
+    name = known_hosts_name(host, port)
     try:
         keys = paramiko.HostKeys(str(known_hosts))
     except OSError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from hil.inventory import known_hosts_name
 from hil_lab.ca import HubIdentity, LabCertificates, ensure_lab_certificates
 from hil_lab.topology import (
     PLAIN_ADDRESS,
@@ -136,7 +137,7 @@ def known_hosts_lines(paths: LabPaths, hubs: Sequence[HubSpec]) -> list[str]:
     plain hub's (``[address]:2222``), whether it runs or not: its entry is always valid."""
     lines = []
     endpoints = [(hub.name, hub.address) for hub in hubs]
-    endpoints.append((PLAIN_NAME, f"[{PLAIN_ADDRESS}]:{PLAIN_SSH_PORT}"))
+    endpoints.append((PLAIN_NAME, known_hosts_name(PLAIN_ADDRESS, PLAIN_SSH_PORT)))
     for name, endpoint in endpoints:
         for kind in HOST_KEY_TYPES:
             pub = paths.host_key(name, kind).with_suffix(".pub").read_text().split()

@@ -140,12 +140,6 @@ def hub_by_name(name: str) -> HubSpec | None:
     return HubSpec(n) if 1 <= n <= MAX_HUBS else None
 
 
-def hub_by_outlet(outlet: int) -> HubSpec | None:
-    if outlet == VULN_INDEX or 1 <= outlet <= MAX_HUBS:
-        return HubSpec(outlet)
-    return None
-
-
 def rack(hubs: int, *, with_vulnerable: bool) -> list[HubSpec]:
     specs = [HubSpec(i) for i in range(1, hubs + 1)]
     if with_vulnerable:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -30,6 +31,13 @@ RANGE_CASES = [
 @pytest.mark.parametrize(("version", "requirement", "expected"), RANGE_CASES)
 def test_ranges(version: str, requirement: str, expected: bool) -> None:
     assert satisfies(version, requirement) is expected
+
+
+def test_the_stand_in_copy_passes_the_shared_table() -> None:
+    """The same table the harness's copy passes (tests/unit/test_semver_table.py)."""
+    table = json.loads((Path(__file__).resolve().parents[1] / "data" / "semver" / "cases.json").read_text())
+    wrong = [f"{v} in {r!r}: got {not e}" for v, r, e in table if satisfies(v, r) is not e]
+    assert wrong == []
 
 
 def test_version_order() -> None:

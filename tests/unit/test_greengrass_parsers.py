@@ -13,10 +13,9 @@ from hil.drivers.greengrass import (
     parse_component_details,
     parse_component_list,
     parse_deployment_create,
-    parse_deployment_list,
     parse_deployment_status,
     parse_log_line,
-    state_transitions,
+    state_events,
     strip_jul_noise,
 )
 from hil.errors import ParseError
@@ -112,37 +111,6 @@ def test_status_garbage_raises_and_quotes_output(stdout: str) -> None:
         assert stdout.strip().splitlines()[-1].split(": ")[-1] in str(exc.value)
 
 
-# -- deployment list
-
-
-def test_deployment_list_blocks() -> None:
-    items = parse_deployment_list(sample("deployment-list.stdout"))
-    assert [(d.id, d.status) for d in items] == [
-        (DEPLOYMENT_ID, DeploymentState.SUCCEEDED),
-        ("9a2e6d51-0c7f-4b8e-8f43-6e1d2a9b3c04", DeploymentState.FAILED),
-    ]
-    assert items[1].created == datetime(2023, 6, 15, 18, 40, 2, tzinfo=UTC)
-
-
-def test_deployment_list_empty_prints_nothing() -> None:
-    assert parse_deployment_list(sample("deployment-list-empty.stdout")) == []
-
-
-def test_deployment_list_old_single_lines() -> None:
-    items = parse_deployment_list(f"{DEPLOYMENT_ID}: SUCCEEDED\nabc: QUEUED\n")
-    assert [d.status for d in items] == [DeploymentState.SUCCEEDED, DeploymentState.QUEUED]
-
-
-@pytest.mark.parametrize("stdout", [
-    "Deployment ID: x\nCreated on: 15-06-2023 18:34:30 UTC\n",
-    "Deployment ID: x\nStatus: SUCCEEDED\nCreated on: 15-06-2023 18:34:30 UTC\n",
-    "hello world\n",
-])
-def test_deployment_list_garbage(stdout: str) -> None:
-    with pytest.raises(ParseError):
-        parse_deployment_list(stdout)
-
-
 # -- component list / details
 
 
@@ -236,6 +204,6 @@ def test_state_transitions_errored_twice_then_broken() -> None:
              ("ERRORED", "STARTING"), ("STARTING", "BROKEN")]
     text = "\n".join(line.format(i=i, a=a, b=b) for i, (a, b) in enumerate(steps))
     text += "\n" + sample("greengrass.log")
-    got = state_transitions(text, "com.hbs.hub.Broken")
+    got = [(e.current, e.new) for e in state_events(text, "com.hbs.hub.Broken")]
     assert [b for _, b in got].count(ComponentState.ERRORED) == 2
     assert got[-1] == (ComponentState.STARTING, ComponentState.BROKEN)

@@ -10,7 +10,7 @@ import yaml
 from hil.inventory import load_inventory
 from hil_lab.inventory_writer import CHECKED_IN, device_entry, write_inventory
 from hil_lab.plain_hub import plain_device_entry
-from hil_lab.topology import DEFAULT_HUBS, PLAIN_NAME, SLOT, SLOT_ENV, hub_by_name, hub_by_outlet, rack
+from hil_lab.topology import DEFAULT_HUBS, PLAIN_NAME, SLOT, SLOT_ENV, hub_by_name, rack
 
 # The lab's names and numbers depend on the slot ($HIL_LAB_SLOT, read at import): the
 # expectations below follow it, so the tests hold in whichever slot they run.
@@ -52,10 +52,10 @@ def test_names_outlets_and_ports() -> None:
     vuln = hub_by_name("hub-vuln")
     assert vuln is not None
     assert (vuln.address, vuln.outlet, vuln.console_port) == (f"172.28.{OCTET}.90", 90, 47190 + SHIFT)
-    hub = hub_by_outlet(2)
+    hub = hub_by_name("hub-02")
     assert hub is not None and (hub.name, hub.container, hub.console_url) == (
         "hub-02", f"hil-lab{SUFFIX}-hub-02", f"socket://127.0.0.1:{47102 + SHIFT}")
-    assert hub_by_name("hub-2") is None and hub_by_name("router") is None and hub_by_outlet(91) is None
+    assert hub_by_name("hub-2") is None and hub_by_name("router") is None
 
 
 def test_another_slot_shifts_every_name_and_number() -> None:

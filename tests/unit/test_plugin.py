@@ -376,3 +376,19 @@ def test_one_label_decorator_gives_allure_its_labels_tags_and_links(pytester: py
     assert {("feature", "Security"), ("story", "I1 passwords"), ("severity", "blocker"), ("tag", "I1"),
             ("owasp_iot", "I1")} <= got
     assert {"url": "https://owasp.org/x", "name": "OWASP I1", "type": "link"} in res["links"]
+
+
+def _call_order(config: pytest.Config, hook: str) -> list[str]:
+    impls = getattr(config.pluginmanager.hook, hook).get_hookimpls()
+    return [impl.plugin_name for impl in reversed(impls)]  # pluggy calls the last one first
+
+
+def test_hook_order_is_what_hook_order_says(pytester: pytest.Pytester, rack: Path) -> None:
+    config = pytester.parseconfigure("--devices", str(rack))
+    finish = _call_order(config, "pytest_sessionfinish")
+    writers = [finish.index(n) for n in ("hil_pytest.run_meta", "hil_pytest.latency", "hil_pytest.deploy")]
+    runner, pool, gate = (finish.index(n) for n in ("runner", "hil_pytest.devices", "hil_pytest.gate"))
+    assert max(writers) < runner < pool, finish  # files first; leases go back after fixture teardown
+    assert max(writers) < gate, finish  # the gate reads what the writers wrote
+    setup = _call_order(config, "pytest_runtest_setup")
+    assert setup.index("hil_pytest.devices") < setup.index("runner"), setup  # before any fixture

@@ -31,6 +31,10 @@ class PowerError(InfrastructureError):
     """The PDU did not do what it was asked."""
 
 
+class PduUnreachable(PowerError):
+    """Nothing answers at the PDU's address (no connection at all)."""
+
+
 class TasmotaParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -82,6 +86,9 @@ class TasmotaOutlet:
             raise PowerError(f"{self.device}: PDU {url} refused {cmnd!r}: HTTP {resp.status_code}"
                              + (" (check power.user / power.password)"
                                 if resp.status_code in (401, 403) else "")) from None
+        except requests.ConnectionError as exc:
+            raise PduUnreachable(redact(f"{self.device}: no PDU answers at {url} ({cmnd!r}): "
+                                        f"{type(exc).__name__}: {exc}")) from None
         except requests.RequestException as exc:
             # whatever requests quotes (a URL, a body) goes through the redactor
             raise PowerError(redact(f"{self.device}: PDU {url} did not answer {cmnd!r}: "

@@ -1,4 +1,10 @@
-"""Semantic versions and npm-style ranges, as Greengrass uses for VersionRequirement."""
+"""Semantic versions and npm-style ranges, as Greengrass uses for VersionRequirement.
+
+The harness has its own copy (hil/deploy/semver.py) on purpose: this one runs on the hub
+with the standard library only, and the hub never imports the harness. The two are held
+together by one table of cases both must pass, checked against node-semver
+(tests/data/semver/cases.json; docs/architecture.md, "The two semver copies").
+"""
 
 from __future__ import annotations
 
@@ -124,7 +130,8 @@ def _expand(token: str) -> list[Comparator]:
         if op in ("", "="):
             return [Comparator(">=", lo), Comparator("<", hi)]
         if op == ">":
-            return [Comparator(">=", hi)]
+            # above the whole x-range: the next release itself, not its pre-releases (npm: >1 is >=2.0.0)
+            return [Comparator(">=", _v(*hi.tuple3))]
         if op == ">=":
             return [Comparator(">=", lo)]
         if op == "<":
