@@ -81,13 +81,14 @@ def _child_env(reports: Path, run_id: str) -> dict[str, str]:
     return env
 
 
-def gated_session(workdir: Path, *, policy: str, selection: list[str], hubs: list[str],
+def gated_session(workdir: Path, *, policy: str | Path, selection: list[str], hubs: list[str],
                   extra: Sequence[str] = (), inventory: Path = INVENTORY,
                   run_id: str = "gate", env: dict[str, str] | None = None) -> GatedSession:
-    """``pytest <selection> --gate`` on ``hubs``; ``policy`` is a file name in tests/data/gate_e2e/."""
+    """``pytest <selection> --gate`` on ``hubs``; ``policy`` is a file name in tests/data/gate_e2e/
+    or a path (e.g. the repository's own gate.yaml)."""
     workdir.mkdir(parents=True, exist_ok=True)
     policy_copy = workdir / "gate.yaml"
-    shutil.copyfile(DATA / policy, policy_copy)
+    shutil.copyfile(policy if isinstance(policy, Path) else DATA / policy, policy_copy)
     reports = workdir / "reports"
     allure = reports / "allure-results"
     junit = reports / "junit.xml"
