@@ -21,7 +21,7 @@ TRAIN_TIMEOUT = 600.0
 
 def training_python() -> Path:
     digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:16]
-    root = Path("/var/tmp") / f"hil-ml-train-{digest}"  # noqa: S108 - a cache keyed by the lock's hash
+    root = Path("/var/tmp") / f"hil-ml-train-{digest}"  # a cache keyed by the lock's hash
     python = root / "bin" / "python"
     done = root / ".installed"
     if not done.is_file():
