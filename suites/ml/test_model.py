@@ -15,7 +15,6 @@ import pytest
 
 from hil.deploy.candidate import Candidate
 from hil.extras import MissingExtra
-from hil.hub import Hub
 from hil.ml.card import ModelCard
 from hil.ml.metrics import agreement, quality
 from hil.ml.plots import plot_model
@@ -31,12 +30,9 @@ pytestmark = [pytest.mark.ml, pytest.mark.needs_service("greengrass", "docker", 
 
 
 @pytest.fixture(scope="module")
-def model_run(deployed: DeployedCandidate, model_card: ModelCard, ml_policy: MlPolicy) -> Iterator[ModelRun]:
+def model_run(model_card: ModelCard, ml_policy: MlPolicy, deployed: DeployedCandidate) -> Iterator[ModelRun]:
+    """``model_card`` first: a candidate without one skips before anything is deployed."""
     yield collect(deployed.hub, deployed.candidate, model_card, ml_policy)
-
-
-def _hub(run: ModelRun) -> Hub:
-    return run.hub
 
 
 @labels("ML model", "Provenance (I4)", "blocker")
