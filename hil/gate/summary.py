@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
@@ -47,6 +49,8 @@ def render(decision: GateDecision) -> Group:
                         str(do.passed), str(do.failed), str(do.skipped), str(do.not_applicable), do.note)
 
     parts: list[object] = [Panel(Group(*lines), expand=False), suites, devices]
+    if decision.ml:
+        parts.append(_ml(decision.ml))
     gaps = [(name, g) for name, do in decision.devices.items()
             for g in (*do.checks.skipped, *do.checks.not_applicable) if g.required]
     if gaps:
@@ -57,6 +61,25 @@ def render(decision: GateDecision) -> Group:
         if rows:
             parts.append(_failures(title, rows))
     return Group(*parts)  # type: ignore[arg-type]
+
+
+_ML_SHOWN = ("precision", "recall", "f1", "agreement", "peak_rss_mib", "mean_cpu_percent",
+             "start_to_first_score_s", "drifted_first_s", "clean_raised", "champion_recall",
+             "challenger_recall")
+
+
+def _ml(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="ml figures", title_justify="left")
+    for col in ("kind", "device", "model", "figures", "verdict"):
+        t.add_column(col, overflow="fold")
+    for r in sorted(rows, key=lambda r: (str(r.get("device")), str(r.get("kind")))):
+        values = r.get("values") or {}
+        shown = ", ".join(f"{k} {values[k]}" for k in _ML_SHOWN if k in values) or "-"
+        model = r.get("model") or {}
+        verdict = str(r.get("verdict", ""))
+        t.add_row(str(r.get("kind")), str(r.get("device") or "-"), str(model.get("version") or "-"), shown,
+                  Text(verdict, "green" if verdict == "within policy" else "red"))
+    return t
 
 
 def _failures(title: str, rows: list[GateFailure]) -> Table:
