@@ -24,6 +24,8 @@ class ExitCode(IntEnum):
     CHECK_FAILED = 1
     BAD_INPUT = 2
     INFRASTRUCTURE = 3
+    CANCELLED = 128 + 15
+    """SIGTERM (128 + its number; Ctrl-C gives 130): hil.cancel.exit_status()."""
 
 
 class GateExit(IntEnum):
@@ -56,6 +58,8 @@ EXIT_TABLE: tuple[ExitRow, ...] = (
             "bad input: inventory, candidate, options (one line naming file, line, device, field)"),
     ExitRow("hil", ExitCode.INFRASTRUCTURE,
             "infrastructure: lab, device, lease store or report tool unavailable"),
+    ExitRow("hil", ExitCode.CANCELLED,
+            "cancelled by SIGTERM (Ctrl-C: 130): hub put back, lease released, result inconclusive"),
     ExitRow("gate", GateExit.PROMOTE, "promote"),
     ExitRow("gate", GateExit.REJECT, "reject"),
     ExitRow("gate", GateExit.INCONCLUSIVE, "inconclusive: run again"),
