@@ -57,6 +57,39 @@ MODEL_NAME = "pump-anomaly"
 TRAIN_SEED = 7
 TRAIN_ROWS = 12000
 OPSET = 17
+IMAGE = "registry.lab:5000/hil/ml-infer@sha256:8207525cfa679565fe6e8ee99a35e12032465f2edf2a6d1c56567a93baaffdd0"
+"""The detector image (lab/hil_lab/images/ml-infer), pinned by the digest of its reproducible
+form (lab/hil_lab/oci.py): `hil lab up` pushes it under exactly this digest, or says what it got."""
+COMPOSE = """\
+# The anomaly detector: the model file (an artifact of this component, digest-checked by the
+# nucleus) mounted read-only into the detector image from the lab registry, pinned by digest.
+# The container reaches the hub's broker (mutual TLS with the hub's device identity) by the
+# hub's name, which the Startup script passes in; nothing of the host is shared but those files.
+# Written by ml/train.py.
+version: "3.7"
+services:
+  detector:
+    image: {image}
+    environment:
+      HBS_BROKER_HOST: "${{HBS_HUB_NAME:?the Startup script sets HBS_HUB_NAME}}"
+      HBS_BROKER_PORT: "8883"
+      HBS_MODEL: /model/model.onnx
+      HBS_CERT_DIR: /certs
+      HBS_DRIFT_ENABLED: "${{HBS_DRIFT_ENABLED:-true}}"
+      HBS_HEALTH_PERIOD_S: "2"
+    extra_hosts:
+      - "${{HBS_HUB_NAME}}:host-gateway"
+    volumes:
+      - ./model.onnx:/model/model.onnx:ro
+      - /etc/hil/device:/certs:ro
+    labels:
+      com.hbs.release: "{version}"
+    read_only: true
+    cap_drop: [ALL]
+    security_opt: ["no-new-privileges:true"]
+    restart: unless-stopped
+    stop_grace_period: 5s
+"""
 # what the component watches for drift (also written into the model, read by the component)
 DRIFT = {"window": 200, "z_threshold": 0.5, "min_messages": 100}
 
@@ -196,13 +229,20 @@ def model_card(spec: Spec, data: bytes, metrics: dict[str, Any], stats: dict[str
     }
 
 
-def set_recipe_digest(text: str, digest: str) -> str:
-    """The recipe with the model artifact's Digest (the first Digest after its URI) set."""
-    uri = re.search(r"URI: \S+/" + re.escape(MODEL_FILE) + r"\n", text)
+def set_recipe_digest(text: str, digest: str, artifact: str = MODEL_FILE) -> str:
+    """The recipe with an artifact's Digest (the first Digest after its URI) set."""
+    uri = re.search(r"URI: \S+/" + re.escape(artifact) + r"\n", text)
     found = re.compile(r"(Digest: ).*").search(text, uri.end()) if uri else None
     if found is None:
-        raise SystemExit("the recipe has no model.onnx artifact with a Digest line")
+        raise SystemExit(f"the recipe has no {artifact} artifact with a Digest line")
     return text[:found.start()] + found.group(1) + digest + text[found.end():]
+
+
+def set_recipe_image(text: str, image: str) -> str:
+    new, n = re.subn(r"URI: docker:\S+", f"URI: docker:{image}", text)
+    if n != 1:
+        raise SystemExit("the recipe has no docker: artifact (the detector image)")
+    return new
 
 
 def build(spec: Spec, X: np.ndarray, y: np.ndarray, kind: list[str]) -> dict[Path, bytes]:
@@ -219,7 +259,10 @@ def build(spec: Spec, X: np.ndarray, y: np.ndarray, kind: list[str]) -> dict[Pat
     card = model_card(spec, data, golden_metrics(data, spec.threshold), stats, len(trained), kinds)
     cdir = ROOT / "candidates" / spec.candidate
     recipe = cdir / "recipes" / f"{COMPONENT}-{spec.version}.yaml"
+    compose = COMPOSE.format(image=IMAGE, version=spec.version).encode()
     recipe_text = set_recipe_digest(recipe.read_text(encoding="utf-8"), digest_b64(data))
+    recipe_text = set_recipe_digest(recipe_text, digest_b64(compose), "docker-compose.yaml")
+    recipe_text = set_recipe_image(recipe_text, IMAGE)
     if spec.tamper:
         # after the digest: one byte of the last model property's value changes
         data = data[:-1] + bytes([data[-1] ^ 0x01])
@@ -227,6 +270,7 @@ def build(spec: Spec, X: np.ndarray, y: np.ndarray, kind: list[str]) -> dict[Pat
     header = (f"# Model card of {MODEL_NAME} {spec.version} (candidate {spec.candidate}), written by "
               "ml/train.py: do not edit by hand.\n")
     return {cdir / "artifacts" / COMPONENT / spec.version / MODEL_FILE: data,
+            cdir / "artifacts" / COMPONENT / spec.version / "docker-compose.yaml": compose,
             recipe: recipe_text.encode(),
             cdir / "model-card.yaml": (header + yaml.safe_dump(card, sort_keys=False)).encode()}
 
@@ -239,7 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="train the example anomaly detectors (candidates/ml-*)")
     ap.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file would change")
     ap.add_argument("--only", action="append", help="candidate name(s) to build (default: all)")
+    ap.add_argument("--image", help="pin this detector image (name@sha256:...) instead of IMAGE, e.g. the "
+                                    "digest `hil lab up` reported after the image's inputs changed")
     args = ap.parse_args(argv)
+    if args.image:
+        global IMAGE
+        IMAGE = args.image
     X, y, kind = training_data()
     changed = []
     for spec in SPECS:

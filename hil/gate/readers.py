@@ -342,9 +342,8 @@ def _suites(raw: object, nodeid: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def read_latency(run_dir: Path, warnings: list[str]) -> Iterator[LatencyFigure]:
-    """reports/run/<id>/latency.jsonl: {metric, device, p95_ms, p99_ms, samples}."""
-    path = run_dir / LATENCY_JSONL
+def _jsonl_objects(path: Path, warnings: list[str]) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a figures file, one per line; a line cut short is a warning."""
     if not path.is_file():
         return
     for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -353,7 +352,14 @@ def read_latency(run_dir: Path, warnings: list[str]) -> Iterator[LatencyFigure]:
         except json.JSONDecodeError:
             warnings.append(f"{path}:{n}: not JSON, skipped")
             continue
-        if not isinstance(doc, dict) or not _str(doc.get("metric")):
+        if isinstance(doc, dict):
+            yield doc
+
+
+def read_latency(run_dir: Path, warnings: list[str]) -> Iterator[LatencyFigure]:
+    """reports/run/<id>/latency.jsonl: {metric, device, p95_ms, p99_ms, samples}."""
+    for doc in _jsonl_objects(run_dir / LATENCY_JSONL, warnings):
+        if not _str(doc.get("metric")):
             continue
         samples = doc.get("samples", doc.get("n"))
         yield LatencyFigure(metric=str(doc["metric"]), device=_str(doc.get("device")),
@@ -364,16 +370,8 @@ def read_latency(run_dir: Path, warnings: list[str]) -> Iterator[LatencyFigure]:
 
 def read_ml(run_dir: Path, warnings: list[str]) -> Iterator[MlFigure]:
     """reports/run/<id>/ml.jsonl: {kind, device, values, model, nodeid} per figure."""
-    path = run_dir / ML_JSONL
-    if not path.is_file():
-        return
-    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        try:
-            doc = json.loads(line) if line.strip() else None
-        except json.JSONDecodeError:
-            warnings.append(f"{path}:{n}: not JSON, skipped")
-            continue
-        if not isinstance(doc, dict) or not _str(doc.get("kind")) or not isinstance(doc.get("values"), dict):
+    for doc in _jsonl_objects(run_dir / ML_JSONL, warnings):
+        if not _str(doc.get("kind")) or not isinstance(doc.get("values"), dict):
             continue
         model = doc.get("model")
         yield MlFigure(kind=str(doc["kind"]), device=_str(doc.get("device")), values=dict(doc["values"]),

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import docker
@@ -31,6 +31,7 @@ import rich.progress
 
 from hil.errors import InfrastructureError, UserError
 from hil_lab.apt_sources import MIRROR_ENV, apt_source_files, debian_mirror_from, read_sources
+from hil_lab.oci import reproducible_image
 from hil_lab.topology import SLOT
 
 LAB_DIR = Path(__file__).resolve().parent
@@ -47,6 +48,10 @@ WHEEL_PLATFORM = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.
                   "--implementation", "cp", "--abi", "cp311")
 """The wheels the base image's Debian python3.11 can load."""
 PIP_TIMEOUT = 900.0
+REPRODUCIBLE = ("ml-infer",)
+"""Images candidates pin by digest (image@sha256:...): pushed in their reproducible form
+(hil_lab.oci), whose digest depends on the files alone."""
+OCI_CACHE = Path("/var/tmp/hil-lab-cache/oci")  # noqa: S108 - normalized layers, by image tag
 
 SUITE = "bookworm"
 BASE_PACKAGES = (
@@ -97,6 +102,8 @@ class LabImages:
     components: dict[str, str]  # {"web": "hil-lab/web:<hash>", "app": ..., "db": ..., "agent": ...}
     plain_hub: str = ""
     """The plain Debian hub (lab/hil_lab/images/plain-hub), not made from the hub image."""
+    digests: dict[str, str] = field(default_factory=dict)
+    """Registry digest of each REPRODUCIBLE image (what candidates pin), by component name."""
 
 
 # ---------------------------------------------------------------- input hashes
@@ -184,6 +191,8 @@ def ensure_images(client: docker.DockerClient, *, state_dir: Path,
     builder.ensure_group("component images", [
         (tag, functools.partial(builder.docker_build, IMAGES_DIR / name, tag, plan.base, f"component {name}"))
         for name, tag in plan.components.items()])
+    plan = replace(plan, digests={name: _reproducible(client, plan.components[name], builder)
+                                  for name in REPRODUCIBLE})
     _record(state_dir, plan)
     if builder.timings and SLOT == 0:  # other slots may still want their own tags
         _remove_superseded(client, plan)
@@ -191,6 +200,15 @@ def ensure_images(client: docker.DockerClient, *, state_dir: Path,
             done = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in builder.timings.items())
             progress.console.print(f"lab images built: {done}")
     return plan
+
+
+def _reproducible(client: docker.DockerClient, tag: str, builder: _Builder) -> str:
+    started = time.monotonic()
+    digest = reproducible_image(client, tag, OCI_CACHE).digest
+    if time.monotonic() - started > 1:
+        builder.timings[f"{tag.partition(':')[0].removeprefix('hil-lab/')} (reproducible form)"] = \
+            time.monotonic() - started
+    return digest
 
 
 def _remove_superseded(client: docker.DockerClient, plan: LabImages) -> None:

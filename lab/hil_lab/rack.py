@@ -28,7 +28,9 @@ from docker.models.networks import Network
 from hil.errors import DeviceUnreachable, InfrastructureError, UserError
 from hil.timeouts import DEFAULT_TIMEOUTS
 from hil_lab import engine, plain_hub, rackd
-from hil_lab.images import LabImages, ensure_images
+from hil_lab.images import OCI_CACHE, LabImages, ensure_images
+from hil_lab.oci import push as oci_push
+from hil_lab.oci import reproducible_image
 from hil_lab.pdu_client import ask_pdu
 from hil_lab.state import LabPaths, LabState, ensure_state
 from hil_lab.topology import (
@@ -118,7 +120,7 @@ def up(hubs: Sequence[HubSpec], *, progress: rich.progress.Progress | None = Non
     task = steps.begin("lab registry", total=1 + len(images.components))
     ensure_registry(client, images, state)
     steps.advance(task)
-    push_components(client, images, advance=lambda: steps.advance(task))
+    push_components(client, images, ca=state.certificates.ca, advance=lambda: steps.advance(task))
 
     task = steps.begin("rack services (PDU, consoles)")
     rackd.start(paths, hubs)
@@ -234,11 +236,21 @@ def _wait_registry(state: LabState, container: Container) -> None:
                               f"{REGISTRY_READY_TIMEOUT:.0f}s ({last}); its log:\n{logs}")
 
 
-def push_components(client: docker.DockerClient, images: LabImages, *,
+def push_components(client: docker.DockerClient, images: LabImages, *, ca: Path,
                     advance: Callable[[], None] = lambda: None) -> None:
-    """Push the candidate's component images; Docker allows a loopback registry without CA setup."""
+    """Push the candidate's component images; Docker allows a loopback registry without CA setup.
+    An image candidates pin by digest goes in its reproducible form (hil_lab.oci) over the
+    registry's API, verified against the lab CA, and must arrive under the digest it was built for."""
     for name, local in images.components.items():
         repo, tag = COMPONENT_REPOSITORIES[name].split(":")
+        if name in images.digests:
+            form = reproducible_image(client, local, OCI_CACHE)
+            got = oci_push(form, f"https://{REGISTRY_ADDRESS}:{REGISTRY_PORT}", repo, tag, ca=ca)
+            if got != images.digests[name]:
+                raise InfrastructureError(f"the lab registry stored {repo}:{tag} as {got}, "
+                                          f"expected {images.digests[name]}")
+            advance()
+            continue
         target = f"{LOOPBACK}:{REGISTRY_HOST_PORT}/{repo}"
         client.images.get(local).tag(target, tag)
         for line in client.images.push(target, tag=tag, stream=True, decode=True):

@@ -40,6 +40,21 @@ def _ml_rows(run: GatedSession) -> list[dict[str, object]]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
+def test_the_candidates_pin_the_detector_image_the_lab_pushed() -> None:
+    """`hil lab up` pushed the detector in its reproducible form under the digest every ML
+    candidate pins (compose file and docker: artifact); a changed input shows here first."""
+    import yaml
+
+    from hil_lab.topology import STATE_DIR
+
+    pushed = json.loads((STATE_DIR / "images.json").read_text())["digests"]["ml-infer"]
+    for compose in sorted(ROOT.glob("candidates/ml-*/artifacts/*/*/docker-compose.yaml")):
+        image = yaml.safe_load(compose.read_text())["services"]["detector"]["image"]
+        assert image == f"registry.lab:5000/hil/ml-infer@{pushed}", (
+            f"{compose} pins {image}; the lab built {pushed}: re-pin with "
+            f"ml/train.py --image registry.lab:5000/hil/ml-infer@{pushed}")
+
+
 def test_ml_good_promotes_and_gate_json_carries_every_figure(tmp_path: Path) -> None:
     run = _session(tmp_path, "ml-good", "candidates/ml-good", ["suites/smoke", "suites/ml"])
     gate = run.gate

@@ -95,3 +95,31 @@ def test_unreachable_mirror_is_a_user_error() -> None:
     # Port 9 on loopback (discard) is closed here: refused at once, no traffic leaves the host.
     with pytest.raises(images.MirrorUnreachable, match=images.MIRROR_ENV):
         images._check_mirror("http://127.0.0.1:9/debian")
+
+
+def test_reproducible_layer_depends_on_contents_only(tmp_path: Path) -> None:
+    """Two layers with the same files but other times, owners and order normalize to one byte string."""
+    import io
+    import tarfile
+
+    from hil_lab.oci import _normalize
+
+    def layer(mtime: int, uid: int, order: list[str]) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name in order:
+                data = name.encode() * 3
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.uid, info.uname, info.mode = len(data), mtime, uid, "u", 0o644
+                tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    def normalized(raw: bytes) -> bytes:
+        out = io.BytesIO()
+        _normalize(io.BytesIO(raw), out)
+        return out.getvalue()
+
+    a = normalized(layer(1_700_000_000, 1000, ["opt/b", "opt/a"]))
+    b = normalized(layer(1_800_000_000, 0, ["opt/a", "opt/b"]))
+    assert a == b
+    assert normalized(layer(0, 0, ["opt/a", "opt/c"])) != a
