@@ -57,9 +57,11 @@ MODEL_NAME = "pump-anomaly"
 TRAIN_SEED = 7
 TRAIN_ROWS = 12000
 OPSET = 17
-IMAGE = "registry.lab:5000/hil/ml-infer@sha256:8207525cfa679565fe6e8ee99a35e12032465f2edf2a6d1c56567a93baaffdd0"
+IMAGE = ("registry.lab:5000/hil/ml-infer"
+         "@sha256:8207525cfa679565fe6e8ee99a35e12032465f2edf2a6d1c56567a93baaffdd0")
 """The detector image (lab/hil_lab/images/ml-infer), pinned by the digest of its reproducible
-form (lab/hil_lab/oci.py): `hil lab up` pushes it under exactly this digest, or says what it got."""
+form (lab/hil_lab/oci.py): `hil lab up` pushes it under exactly this digest (tests/lab/test_ml_gate.py
+names the digest it got when the image's inputs changed)."""
 COMPOSE = """\
 # The anomaly detector: the model file (an artifact of this component, digest-checked by the
 # nucleus) mounted read-only into the detector image from the lab registry, pinned by digest.
