@@ -194,12 +194,12 @@ def dead_hub_inventory() -> Iterator[Path]:
     The copy sits beside devices.yaml so that its relative key/known_hosts paths work.
     Teardown powers the hub on through the real PDU (under its lease) and waits until healthy.
     """
-    original = INVENTORY.read_text()
-    live_outlet = f'power: {{driver: tasmota, url: "http://127.0.0.1:{PDU_PORT}", outlet: {DEAD_HUB[-1]}}}'
-    assert original.count(live_outlet) == 1, f"devices.yaml: no single line {live_outlet!r} for {DEAD_HUB}"
+    doc = yaml.safe_load(INVENTORY.read_text())  # the checked-in file or a slot's generated one
+    power = doc["devices"][DEAD_HUB]["power"]
+    assert power["url"] == f"http://127.0.0.1:{PDU_PORT}", f"{INVENTORY}: {DEAD_HUB} is not on the lab PDU"
+    power["url"] = DEAD_PDU_URL
     dead = ROOT / f".gate-e2e-dead-pdu-{DEAD_HUB}.yaml"
-    dead_outlet = live_outlet.replace(f"http://127.0.0.1:{PDU_PORT}", DEAD_PDU_URL)
-    dead.write_text(original.replace(live_outlet, dead_outlet))
+    dead.write_text(yaml.safe_dump(doc, sort_keys=False))
     try:
         _power_under_lease(DEAD_HUB, on=False)
         yield dead
