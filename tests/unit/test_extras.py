@@ -94,18 +94,35 @@ def test_a_missing_program_names_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_latency_plot_without_matplotlib_keeps_the_figures(monkeypatch: pytest.MonkeyPatch,
                                                            tmp_path: Path) -> None:
+    import hil_pytest.latency
     from hil.probes.latency import Budget, evidence_from_samples
-    from hil_pytest.latency import _plot
 
-    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    def no_matplotlib(*_args: object, **_kwargs: object) -> Path:
+        # what plot_latency raises without the extra (its import goes through needs_extra);
+        # sys.modules is left alone: other tests in this process plot for real
+        raise MissingExtra("plots", "the Python package 'matplotlib'")
+
+    monkeypatch.setattr(hil_pytest.latency, "plot_latency", no_matplotlib)
     evidence = evidence_from_samples("ssh_rtt", [0.001, 0.002, 0.003], device="hub-a")
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        png = _plot([evidence], tmp_path / "p.png", title="t", budget=Budget("ssh_rtt", 50, 100))
+        png = hil_pytest.latency._plot([evidence], tmp_path / "p.png", title="t",
+                                       budget=Budget("ssh_rtt", 50, 100))
     assert png is None
     assert any("'plots' extra" in str(w.message) for w in seen)
+
+
+def test_without_matplotlib_plot_latency_names_its_extra() -> None:
+    """In a process of its own: this one's matplotlib stays as it is for the other tests."""
+    code = ("import sys; sys.modules['matplotlib'] = None\n"
+            "from pathlib import Path\n"
+            "from hil.probes.latency import evidence_from_samples, plot_latency\n"
+            "plot_latency([evidence_from_samples('x', [0.001, 0.002])], Path('unused.png'))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode != 0
+    assert "MissingExtra: the Python package 'matplotlib'" in res.stderr
+    assert f"pip install '{DISTRIBUTION}[plots]'" in res.stderr
 
 
 def test_hil_version_is_the_package_version() -> None:
