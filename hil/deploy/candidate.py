@@ -331,6 +331,13 @@ def _model_card_path(root: Path, manifest: Path, value: object, problems: list[P
     if not card.is_file():
         problems.append(Problem(str(manifest), "model_card", f"{value}: file not found in the candidate"))
         return None
+    from hil.ml.card import load_card  # the card is candidate input: checked with the rest
+
+    try:
+        load_card(card)
+    except UserError as exc:
+        problems.append(Problem(str(card), exc.field, exc.detail))
+        return None
     return card
 
 

@@ -249,3 +249,13 @@ def test_footprint_from_engine_stats() -> None:
 
 def test_ml_policy_defaults_hold_without_a_section() -> None:
     assert MlPolicy().required_suites == ["smoke", "ml"] and MlPolicy().champion is None
+
+
+def test_a_broken_model_card_is_a_candidate_problem_naming_file_and_field(tmp_path: Path) -> None:
+    cand = tmp_path / "ml-good"
+    shutil.copytree(REPO / "candidates" / "ml-good", cand)
+    card = cand / "model-card.yaml"
+    card.write_text(card.read_text().replace("threshold: 0.5", "threshold: high"))
+    with pytest.raises(UserError) as exc:
+        load_candidate(cand)
+    assert exc.value.file == str(card) and exc.value.field == "threshold"
