@@ -87,7 +87,7 @@ class TasmotaOutlet:
                              + (" (check power.user / power.password)"
                                 if resp.status_code in (401, 403) else "")) from None
         except requests.ConnectionError as exc:
-            raise PduUnreachable(redact(f"{self.device}: no PDU answers at {url} ({cmnd!r}): "
+            raise PduUnreachable(redact(f"{self.device}: PDU {url} did not answer {cmnd!r}: "
                                         f"{type(exc).__name__}: {exc}")) from None
         except requests.RequestException as exc:
             # whatever requests quotes (a URL, a body) goes through the redactor
