@@ -73,6 +73,9 @@ class Step:
 
     title: str
     device: str | None = None
+    kind: str | None = None
+    """What the step waits on, for the run's timeline (``hil.report.timeline.KINDS``); None: judged
+    from the title."""
     params: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     duration: float | None = None
@@ -80,6 +83,9 @@ class Step:
     """Set when the step ends: from ``record``, else 0 (completed) or None (raised)."""
     error: str | None = None
     attachments: dict[str, str] = field(default_factory=dict)
+    lane: str = "main"
+    """Which line of work ran it: "main" (the test's own thread) or a hub's background job
+    (``in_lane``), so a timeline does not count a background wait as the test's."""
 
     def attach(self, name: str, text: str) -> None:
         if text:
@@ -93,6 +99,32 @@ class Step:
     @property
     def failed(self) -> bool:
         return self.error is not None or (self.exit_status is not None and self.exit_status != 0)
+
+
+_context = threading.local()
+
+
+class in_lane:  # lower case: used like a function, `with in_lane(...)`
+    """Steps this thread starts inside the block belong to ``lane`` and, when they name no
+    device, to ``device`` (a hub's background job: hil.overlap)."""
+
+    def __init__(self, lane: str, device: str | None = None) -> None:
+        self.lane = lane
+        self.device = device
+        self._saved: tuple[str, str | None] = ("main", None)
+
+    def __enter__(self) -> in_lane:
+        self._saved = (getattr(_context, "lane", "main"), getattr(_context, "device", None))
+        _context.lane, _context.device = self.lane, self.device
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _context.lane, _context.device = self._saved
+
+
+def current_lane() -> tuple[str, str | None]:
+    """(lane, default device) of the calling thread."""
+    return getattr(_context, "lane", "main"), getattr(_context, "device", None)
 
 
 StepListener = Callable[[str, Step], None]
@@ -125,16 +157,19 @@ def _emit(event: str, st: Step) -> None:
 class step:  # lower case: used like a function, `with step(...)` and `@step(...)`
     """Time a device action and publish it to the listeners (context manager or decorator)."""
 
-    def __init__(self, title: str, *, device: str | None = None, **params: Any) -> None:
+    def __init__(self, title: str, *, device: str | None = None, kind: str | None = None,
+                 **params: Any) -> None:
         self._title = title
         self._device = device
+        self._kind = kind
         self._params = params
         self._open: list[tuple[Step, float]] = []
 
     # -- context manager ---------------------------------------------------------
     def __enter__(self) -> Step:
-        st = Step(title=redact(self._title), device=self._device,
-                  params={k: redact(str(v)) for k, v in self._params.items()})
+        lane, device = current_lane()
+        st = Step(title=redact(self._title), device=self._device or device, kind=self._kind,
+                  params={k: redact(str(v)) for k, v in self._params.items()}, lane=lane)
         _emit("start", st)
         self._open.append((st, time.perf_counter()))
         return st
@@ -153,7 +188,7 @@ class step:  # lower case: used like a function, `with step(...)` and `@step(...
     # -- decorator -----------------------------------------------------------------
     def __call__(self, fn: F) -> F:
         sig = inspect.signature(fn)
-        title, device, params = self._title, self._device, self._params
+        title, device, kind, params = self._title, self._device, self._kind, self._params
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -161,7 +196,7 @@ class step:  # lower case: used like a function, `with step(...)` and `@step(...
             bound.apply_defaults()
             names = bound.arguments
             scope = step(title.format(**names),
-                         device=device.format(**names) if device is not None else None,
+                         device=device.format(**names) if device is not None else None, kind=kind,
                          **{k: str(v).format(**names) for k, v in params.items()})
             with scope as st:
                 return st.record(fn(*args, **kwargs))

@@ -292,7 +292,8 @@ def test_allure_results_carry_labels_categories_and_environment(pytester: pytest
     assert {c["name"].split(" ")[0] for c in cats} == {"Infrastructure", "Product", "Harness", "Not"}
     env = (res_dir / "environment.properties").read_text()
     assert "inventory.sha256=" in env and "devices=hub-b" in env and "harness.revision=" in env
-    (res,) = [json.loads(p.read_text()) for p in res_dir.glob("*-result.json")]
+    results = [json.loads(p.read_text()) for p in res_dir.glob("*-result.json")]
+    (res,) = [r for r in results if not r["fullName"].startswith("hil.timeline#")]  # not the hub's timeline
     labels = {(lb["name"], lb["value"]) for lb in res["labels"]}
     assert {("device", "hub-b"), ("model", "pi5"), ("suite", "smoke"),
             ("failure_class", "product"), ("disposition", "failed")} <= labels
