@@ -11,7 +11,6 @@ device that auto-logs in, at whatever it gives).
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -36,7 +35,13 @@ _AFTER_PASSWORD_S = 10.0
 _LOGOUT = "exit\r"
 
 _PASSWORD_PROMPT = re.compile(r"(?i)password: *$")
+_LOGIN_PROMPT = re.compile(r"(?i)login: *$")
 _LOGIN_OUTCOME = re.compile(r"(?i)(login incorrect|authentication failure)|(login: *$)|([$#%>] *$)")
+
+# Every wait below ends on what the console prints (a prompt, login's verdict), bounded by the
+# times above; none is a fixed sleep. A newline is never typed at a prompt `login` itself printed
+# after a refusal: login reads it as an empty user name and asks for a password, which costs
+# another fail delay (util-linux login with PAM).
 
 
 # -- does a newline give a login prompt? ------------------------------------------------
@@ -66,14 +71,31 @@ class ConsoleLoginGate:
         return self.final_state is ConsoleState.SHELL
 
 
+def _prompt_after(con: Console, pattern: re.Pattern[str], timeout: float) -> bool:
+    """Wait for ``pattern`` at the end of new console output; False when it did not come."""
+    try:
+        con.expect(pattern, timeout)
+    except HilError:
+        return False
+    return True
+
+
 def _settled_state(con: Console, timeout: float) -> ConsoleState:
     state = con.state(timeout)
     if state is ConsoleState.PASSWORD_PROMPT:
-        # a half-typed login: an empty password ends it, then ask again
+        # a half-typed login: an empty password ends it; login's refusal and its new prompt follow
         con.send("\r")
-        time.sleep(_RESPAWN_S)
+        if _prompt_after(con, _LOGIN_PROMPT, _AFTER_PASSWORD_S):
+            return ConsoleState.LOGIN_PROMPT
         state = con.state(timeout)
     return state
+
+
+def _log_out(con: Console, timeout: float) -> ConsoleState:
+    """``exit`` a shell; what the console shows then (getty's new prompt ends the wait)."""
+    con.send(_LOGOUT)
+    _prompt_after(con, _LOGIN_PROMPT, _RESPAWN_S)  # an auto-login console shows none: bounded
+    return _settled_state(con, timeout)
 
 
 def console_login_gate(con: Console, *, timeout: float = 5.0) -> ConsoleLoginGate:
@@ -83,9 +105,7 @@ def console_login_gate(con: Console, *, timeout: float = 5.0) -> ConsoleLoginGat
         first = _settled_state(con, timeout)
         after: ConsoleState | None = None
         if first is ConsoleState.SHELL:
-            con.send(_LOGOUT)
-            time.sleep(_RESPAWN_S)
-            after = _settled_state(con, timeout)
+            after = _log_out(con, timeout)
         gate = ConsoleLoginGate(device=con.device, first_state=first, after_logout_state=after,
                                 transcript=con.captured()[mark:][-2000:])
         st.attach("result", f"first={first} after_logout={after}")
@@ -122,28 +142,32 @@ class ConsoleCredentialsEvidence:
                      if a.outcome in ("no-login-prompt", "error"))
 
 
-def _try_console_login(con: Console, user: str, password: str,
-                       timeout: float) -> ConsoleCredentialAttempt:
-    state = _settled_state(con, timeout)
+def _try_console_login(con: Console, user: str, password: str, timeout: float, *,
+                       at_prompt: bool = False) -> tuple[ConsoleCredentialAttempt, bool]:
+    """One factory login; (the attempt, whether the console now shows login's own new prompt).
+
+    ``at_prompt``: the previous refusal was followed by a login prompt, so the user name is
+    typed at once (a newline there would be read as an empty user name)."""
+    state = ConsoleState.LOGIN_PROMPT if at_prompt else _settled_state(con, timeout)
     if state is ConsoleState.SHELL:
-        con.send(_LOGOUT)
-        time.sleep(_RESPAWN_S)
-        state = _settled_state(con, timeout)
+        state = _log_out(con, timeout)
     if state is not ConsoleState.LOGIN_PROMPT:
         return ConsoleCredentialAttempt(user, password, "no-login-prompt",
-                                        f"a newline gives {state.value}, not a login prompt")
+                                        f"a newline gives {state.value}, not a login prompt"), False
     con.send(user + "\r")
     con.expect(_PASSWORD_PROMPT, timeout)
     con.send(password + "\r")
     m = con.expect(_LOGIN_OUTCOME, _AFTER_PASSWORD_S)
     if m.group(1) or m.group(2):
-        return ConsoleCredentialAttempt(user, password, "refused", m.group(0).strip())
+        # login prints its verdict after the fail delay, then a new prompt (or exits and getty
+        # prints one): that prompt is where the next attempt starts
+        again = bool(m.group(2)) or _prompt_after(con, _LOGIN_PROMPT, _AFTER_PASSWORD_S)
+        return ConsoleCredentialAttempt(user, password, "refused", m.group(0).strip()), again
     # a prompt ending in $ or # may still be a banner line: ask the console what it shows
     if con.state(timeout) is ConsoleState.SHELL:
-        con.send(_LOGOUT)
-        time.sleep(_RESPAWN_S)
-        return ConsoleCredentialAttempt(user, password, "accepted", "shell after login")
-    return ConsoleCredentialAttempt(user, password, "refused", "no shell after login")
+        _log_out(con, timeout)
+        return ConsoleCredentialAttempt(user, password, "accepted", "shell after login"), False
+    return ConsoleCredentialAttempt(user, password, "refused", "no shell after login"), False
 
 
 def console_default_credentials(con: Console, *,
@@ -152,6 +176,7 @@ def console_default_credentials(con: Console, *,
     """Type each factory login at the console's login prompt; report which gave a shell."""
     attempts: list[ConsoleCredentialAttempt] = []
     with step("console default credentials", device=con.device, attempts=len(credentials)) as st:
+        at_prompt = False
         for user, password in credentials:
             if attempts and attempts[-1].outcome == "no-login-prompt":
                 # the console gives a shell without asking: no login can be typed at all
@@ -159,9 +184,9 @@ def console_default_credentials(con: Console, *,
                 attempts.append(att)
                 continue
             try:
-                att = _try_console_login(con, user, password, timeout)
+                att, at_prompt = _try_console_login(con, user, password, timeout, at_prompt=at_prompt)
             except HilError as exc:
-                att = ConsoleCredentialAttempt(user, password, "error", str(exc)[:300])
+                att, at_prompt = ConsoleCredentialAttempt(user, password, "error", str(exc)[:300]), False
             attempts.append(att)
         ev = ConsoleCredentialsEvidence(device=con.device, attempts=tuple(attempts))
         st.attach("outcomes", "\n".join(f"{a.user}: {a.outcome} ({a.detail})" for a in attempts))
@@ -174,8 +199,6 @@ def console_logout(con: Console, *, timeout: float = 5.0) -> ConsoleState:
     with step("console logout", device=con.device) as st:
         state = con.state(timeout)
         if state is ConsoleState.SHELL:
-            con.send(_LOGOUT)
-            time.sleep(_RESPAWN_S)
-            state = _settled_state(con, timeout)
+            state = _log_out(con, timeout)
         st.attach("state", state.value)
     return state
