@@ -48,7 +48,8 @@ def test_down_removes_everything_and_up_brings_the_lab_back(
     assert unrelated <= {c.id for c in client.containers.list(all=True)}
 
     t0 = time.monotonic()
-    hil_cli("lab", "up", "--with-vulnerable", timeout=600)
+    # the rack the inventory describes (what `./hilw test` started): hardened, vulnerable and plain hubs
+    hil_cli("lab", "up", "--with-vulnerable", "--with-plain", timeout=600)
     took_up = time.monotonic() - t0
     for name, dev in lab_inventory.devices.items():
         try:
@@ -57,4 +58,4 @@ def test_down_removes_everything_and_up_brings_the_lab_back(
         except DeviceUnreachable as exc:
             raise AssertionError(f"{name} did not come back after `hil lab up`: {exc}") from None
     # figures, not a timed test (budgets: down < 15 s, warm up < 45 s; bench/lab_times.sh)
-    print(f"hil lab down {took_down:.1f}s, warm hil lab up --with-vulnerable {took_up:.1f}s")
+    print(f"hil lab down {took_down:.1f}s, warm hil lab up --with-vulnerable --with-plain {took_up:.1f}s")
