@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from hil import cancel
 from hil.deploy.candidate import Candidate
+from hil.deploy.follow import NucleusLog, StabilityWindow
 from hil.deploy.restore import RestoreResult, restore_snapshot
 from hil.deploy.snapshot import (
     RUN_ID_RE,
@@ -77,6 +78,22 @@ class DeploymentResult:
     attachments: dict[str, str] = field(default_factory=dict)
     image_digests: dict[str, str] = field(default_factory=dict)
     snapshot: Snapshot | None = None
+    window: StabilityWindow | None = None
+    """The stability window after the deployment when it runs beside the tests (``settle_beside``):
+    whoever judges stability joins it (``settled``)."""
+
+    def settled(self) -> Stability:
+        """Join the window that runs beside the tests; its length becomes the settle phase."""
+        if self.window is None:
+            raise RuntimeError(f"{self.device}: no stability window runs beside this deployment")
+        stab = self.window.result()
+        if "settle" not in self.durations or not self.durations["settle"]:
+            self.durations["settle"] = self.window.seconds or 0.0
+            if stab.ok:
+                self.durations["create_to_verified"] = (self.durations["submit"]
+                                                        + self.durations["deployment"]
+                                                        + self.durations["settle"])
+        return stab
 
     def summary(self) -> str:
         if self.ok:
@@ -101,7 +118,7 @@ class Deployment:
                  policy: FailurePolicy = FailurePolicy.DO_NOTHING, staging_root: str = STAGING_ROOT,
                  run_id: str | None = None, pull_images: bool = True, poll: float = 1.0, stack: bool = False,
                  on_phase: Callable[[str], None] | None = None,
-                 fence: Callable[[], None] | None = None,
+                 fence: Callable[[], None] | None = None, settle_beside: bool = False,
                  clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
         self.shell = shell
         self.files = files
@@ -124,6 +141,11 @@ class Deployment:
         """Deploy on top of a kept deployment (an upgrade): the hub's saved snapshot stays the original."""
         self.snapshot: Snapshot | None = None
         self._owns_saved = False
+        self.settle_beside = settle_beside
+        """Watch the settle window in a thread beside the tests (``DeploymentResult.window``) instead
+        of within ``deploy()``: the deployment is done once it SUCCEEDED and every component is
+        RUNNING/FINISHED, and the checks that read the candidate run while it is watched."""
+        self._log: NucleusLog | None = None
 
     @property
     def device(self) -> str:
@@ -144,11 +166,17 @@ class Deployment:
                 self._timed(res, "snapshot", self._take_snapshot, res)
                 self._timed(res, "upload", self._upload)
                 self._timed(res, "images", self._images, res)
+                self._follow_log()
                 self._timed(res, "submit", self._submit, res)
                 self._timed(res, "deployment", self._wait, res)
-                self._timed(res, "settle", self._settle, res)
-                res.durations["create_to_verified"] = (res.durations["submit"] + res.durations["deployment"]
-                                                       + res.durations["settle"])
+                if self.settle_beside:
+                    self._timed(res, "verify", self._verify_and_watch, res)
+                    res.durations["settle"] = 0.0  # set when the window is joined (settled)
+                else:
+                    self._timed(res, "settle", self._settle, res)
+                    res.durations["create_to_verified"] = (res.durations["submit"]
+                                                           + res.durations["deployment"]
+                                                           + res.durations["settle"])
                 res.ok = True
             except _Failed:
                 res.failure_class = FailureClass.PRODUCT
@@ -157,6 +185,8 @@ class Deployment:
             except HilError as exc:
                 res.problem = str(exc)
                 res.failure_class = exc.failure_class
+            finally:
+                self._close_log()
             if not res.ok and res.failure_class is not FailureClass.INFRASTRUCTURE:
                 self._rebooted_meanwhile(res, self._clock() - t0)
             if not res.ok and res.failure_class is not FailureClass.INFRASTRUCTURE:
@@ -269,11 +299,23 @@ class Deployment:
             staging_path(self.staging, "artifacts") if has_artifacts else None,
             merge=self.candidate.components, policy=self.policy)
 
+    def _follow_log(self) -> None:
+        """Follow greengrass.log from before the submission: the wait ends on the nucleus's own
+        "deployment finished" line, not at the next poll (a scripted sleep in unit tests is kept)."""
+        if self._sleep is time.sleep:
+            self._log = NucleusLog(self.shell, self.gg.root).open()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def _wait(self, res: DeploymentResult) -> None:
         assert res.deployment_id is not None
         self._phase(f"waiting for deployment {res.deployment_id}")
+        wake = self._log.waker(res.deployment_id) if self._log is not None and self._log.live else self._sleep
         res.status = wait_for_terminal(self.gg, res.deployment_id, self.timeouts.deployment, poll=self.poll,
-                                       clock=self._clock, sleep=self._sleep)
+                                       clock=self._clock, sleep=wake)
         if res.status.status is not DeploymentState.SUCCEEDED:
             cause = res.status.failure_cause or res.status.detailed_status or "no cause given"
             res.problem = f"{self.device}: deployment {res.deployment_id} {res.status.status.value}: {cause}"
@@ -281,16 +323,45 @@ class Deployment:
             res.components = {n: listed.get(n) for n in self.candidate.components}
             raise _Failed
 
+    def _window(self, lane: str) -> StabilityWindow:
+        return StabilityWindow(self.gg, self.candidate.components, self.timeouts.settle, poll=self.poll,
+                               title=f"watch {', '.join(self.candidate.components)} for "
+                                     f"{self.timeouts.settle:.0f}s after the deployment", lane=lane)
+
+    def _verify_and_watch(self, res: DeploymentResult) -> None:
+        """Every component RUNNING/FINISHED now and no relapse since the deployment was created; then
+        the settle window starts beside the tests."""
+        listed = {c.name: c for c in self.gg.component_list()}
+        res.components = {n: (listed[n].state if n in listed else None) for n in self.candidate.components}
+        res.history = {n: [s] for n, s in res.components.items()}
+        bad = [f"{n} {s.value if s else 'absent'}" for n, s in res.components.items()
+               if s not in STABLE_STATES]
+        bad += [f"{n} at {listed[n].version}, expected {v}" for n, v in self.candidate.components.items()
+                if n in listed and listed[n].version != v]
+        if bad:
+            res.problem = f"{self.device}: after the deployment: {', '.join(bad)}"
+            raise _Failed
+        since = res.status.created if res.status else None
+        if since is not None and (problem := self._relapse_in_log(since)):
+            res.problem = problem
+            raise _Failed
+        res.window = self._window("window after deployment").start()
+
     def _settle(self, res: DeploymentResult) -> None:
         self._phase(f"watching components for {self.timeouts.settle:.0f}s")
-        stab: Stability = watch_stable(self.gg, self.candidate.components, self.timeouts.settle,
-                                       poll=self.poll, clock=self._clock, sleep=self._sleep)
+        if self._sleep is time.sleep:  # the nucleus's log as it is written, with a list at both ends
+            stab = self._window("main").start().result()
+        else:
+            stab = watch_stable(self.gg, self.candidate.components, self.timeouts.settle,
+                                poll=self.poll, clock=self._clock, sleep=self._sleep)
         res.components, res.history = stab.states, stab.history
+        since = res.status.created if res.status else None
         if not stab.ok:
-            res.problem = stab.problem
+            # a sample shows where the component is now (STARTING again, say); the log says what
+            # happened first (it went ERRORED)
+            res.problem = (self._relapse_in_log(since) if since is not None else None) or stab.problem
             raise _Failed
         # Sampling can miss a quick ERRORED -> Recover -> RUNNING; the nucleus log cannot.
-        since = res.status.created if res.status else None
         if since is not None:
             problem = self._relapse_in_log(since)
             if problem:

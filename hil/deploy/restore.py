@@ -7,11 +7,13 @@ restore deployment's --recipeDir / --artifactDir, so nothing leaves the hub.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from hil import cancel
+from hil.deploy.follow import NucleusLog
 from hil.deploy.snapshot import (
     RUN_ID_RE,
     STAGING_ROOT,
@@ -103,11 +105,17 @@ def restore_snapshot(shell: Shell, gg: Greengrass, snap: Snapshot, *,
         if not plan.empty:
             phase(f"restore deployment: remove {list(plan.remove)}, merge {plan.merge}")
             recipe_dir, artifact_dir = _stage_previous_versions(shell, gg, snap, plan)
-            result.deployment_id = gg.create_deployment(recipe_dir, artifact_dir, merge=plan.merge,
-                                                        remove=plan.remove, policy=FailurePolicy.DO_NOTHING)
-            phase(f"waiting for restore deployment {result.deployment_id}")
-            result.status = wait_for_terminal(gg, result.deployment_id, timeouts.deployment, poll=poll,
-                                              clock=clock, sleep=sleep)
+            # the nucleus's log, followed from before the submission, ends the wait the moment the
+            # deployment is finished (a scripted sleep in unit tests stays as given)
+            with NucleusLog(shell, gg.root, sleep=sleep).open() if sleep is time.sleep \
+                    else contextlib.nullcontext() as nlog:
+                result.deployment_id = gg.create_deployment(
+                    recipe_dir, artifact_dir, merge=plan.merge, remove=plan.remove,
+                    policy=FailurePolicy.DO_NOTHING)
+                phase(f"waiting for restore deployment {result.deployment_id}")
+                wake = nlog.waker(result.deployment_id) if nlog is not None and nlog.live else sleep
+                result.status = wait_for_terminal(gg, result.deployment_id, timeouts.deployment, poll=poll,
+                                                  clock=clock, sleep=wake)
         phase("verifying the component set")
         result.problem = _verify(gg, snap, plan, timeouts.settle, poll, clock, sleep)
         if result.status is not None and result.status.status is not DeploymentState.SUCCEEDED:

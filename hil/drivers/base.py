@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -121,6 +122,10 @@ class Console(Shell, Protocol):
 
     def captured(self) -> str:
         """Everything the console printed since it was opened (cleaned)."""
+        ...
+
+    def hold(self) -> AbstractContextManager[object]:
+        """Exclusive use for a dialog of several calls (other threads wait): ``with con.hold():``."""
         ...
 
 

@@ -171,6 +171,9 @@ class SerialConsole:
         self._all: list[str] = []
         self._error: str | None = None
         self._run_lock = threading.Lock()
+        self._session = threading.RLock()
+        """Held by a dialog (``hold``) and by each call that types or reads: one user at a time
+        (a hub's console lane and a health check in another thread never interleave)."""
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._cleaner = _StreamCleaner()
         self._capture_redactor = StreamRedactor()
@@ -211,6 +214,10 @@ class SerialConsole:
             self._capture.write(self._capture_redactor.flush())
             self._capture.close()
             self._capture = None
+
+    def hold(self) -> threading.RLock:
+        """Hold the console for a dialog of several calls: ``with console.hold(): ...``."""
+        return self._session
 
     def __enter__(self) -> SerialConsole:
         self.open()
@@ -269,11 +276,16 @@ class SerialConsole:
     @step("console send", device="{self.device}")
     def send(self, text: str) -> None:
         """Type ``text`` on the console as a person would (no newline added)."""
-        self.open()
-        self._write(text)
+        with self._session:
+            self.open()
+            self._write(text)
 
     def logout(self, timeout: float | None = None) -> ConsoleState:
         """End a shell session (``exit``) and report what the console shows afterwards."""
+        with self._session:
+            return self._logout(timeout)
+
+    def _logout(self, timeout: float | None) -> ConsoleState:
         self.open()
         self._discard()
         self._write("exit\r")
@@ -294,7 +306,7 @@ class SerialConsole:
         """Wait for ``pattern`` in output not yet consumed; consumes up to the match."""
         rx = re.compile(pattern) if isinstance(pattern, str) else pattern
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._session, self._cond:
             while True:
                 m = rx.search(self._buf)
                 if m:
@@ -331,7 +343,7 @@ class SerialConsole:
         """Send a newline and classify what comes back (SILENT when nothing useful does)."""
         limit = timeout if timeout is not None else self.timeouts.console_open
         self.open()
-        with step("console state", device=self.device) as st:
+        with self._session, step("console state", device=self.device) as st:
             self._discard()
             self._write("\r")
             text = self._settle(time.monotonic() + limit)
@@ -347,7 +359,7 @@ class SerialConsole:
         limit = self.timeouts.console_login
         deadline = time.monotonic() + limit
         login = self.spec.login
-        with step("console login", device=self.device, user=login.user if login else "-"):
+        with self._session, step("console login", device=self.device, user=login.user if login else "-"):
             state = self.state(timeout=min(self.timeouts.console_open, limit))
             attempts = 0
             while state is not ConsoleState.SHELL:
@@ -408,7 +420,8 @@ class SerialConsole:
         nonce = new_nonce()
         line = framed_command(argv, nonce, sudo=sudo, stdin=stdin)
         title = shlex.join(sudo_argv(argv) if sudo else list(argv))
-        with self._run_lock, step(f"console: {title}", device=self.device, timeout=limit) as st:
+        with self._session, self._run_lock, \
+                step(f"console: {title}", device=self.device, timeout=limit) as st:
             self.open()
             t0 = time.perf_counter()
             self._discard()

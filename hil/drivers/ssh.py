@@ -280,6 +280,24 @@ class SshConnection:
         return (status, b"".join(out).decode("utf-8", "replace"),
                 b"".join(err).decode("utf-8", "replace"))
 
+    # -- streams -------------------------------------------------------------
+    def stream(self, argv: Sequence[str], *, sudo: bool = False) -> LineStream:
+        """Start ``argv`` on a channel of its own and hand back its output lines as they arrive
+        (e.g. ``tail -F`` of a log): commands on this connection keep flowing meanwhile."""
+        full = sudo_argv(argv) if sudo else list(argv)
+        command = shlex.join(full)
+        with step(f"ssh stream: {command}", device=self.device):
+            with self._lock:
+                chan = self._ensure().open_session(timeout=self.timeouts.ssh_connect)
+            try:
+                chan.exec_command(command)
+                chan.shutdown_write()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                chan.close()
+                raise DeviceUnreachable(f"{self.device}: SSH connection failed while starting "
+                                        f"{command!r}: {exc}") from None
+        return LineStream(chan, self.device, command)
+
     # -- files ---------------------------------------------------------------
     def _open_sftp(self, sudo: bool) -> paramiko.SFTPClient:
         """A private SFTP session for one transfer (as root through ``sudo -n`` when asked).
@@ -374,6 +392,37 @@ class SshConnection:
         """The peer stopped answering: drop the connection so the next call reconnects (bounded)."""
         with self._lock:
             self._drop()
+
+
+class LineStream:
+    """The stdout lines of a command that keeps running (``SshConnection.stream``), as they arrive."""
+
+    def __init__(self, chan: paramiko.Channel, device: str, command: str) -> None:
+        self._chan = chan
+        self.device = device
+        self.command = command
+        self._pending = b""
+
+    def next_line(self, timeout: float) -> str | None:
+        """The next whole line (without its newline), or None when none came within ``timeout``.
+        Raises DeviceUnreachable once the command ended or the connection died."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            if self._chan.recv_ready():
+                self._pending += self._chan.recv(_READ_CHUNK)
+                continue
+            if self._chan.closed or self._chan.eof_received or self._chan.exit_status_ready():
+                raise DeviceUnreachable(f"{self.device}: {self.command!r} ended (connection lost?)")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            select.select([self._chan], [], [], min(left, _POLL_TICK))
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._chan.close()
 
 
 _CHUNK = 32768

@@ -10,12 +10,14 @@ device that auto-logs in, at whatever it gives).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
-from hil.drivers.base import Console, ConsoleState
+from hil.drivers.base import CommandResult, Console, ConsoleState
 from hil.errors import HilError
 from hil.steps import step
 
@@ -100,7 +102,7 @@ def _log_out(con: Console, timeout: float) -> ConsoleState:
 
 def console_login_gate(con: Console, *, timeout: float = 5.0) -> ConsoleLoginGate:
     """Send a newline; if a shell answers, log it out once and send a newline again."""
-    with step("console: does a newline give a login prompt?", device=con.device) as st:
+    with con.hold(), step("console: does a newline give a login prompt?", device=con.device) as st:
         mark = len(con.captured())
         first = _settled_state(con, timeout)
         after: ConsoleState | None = None
@@ -142,8 +144,18 @@ class ConsoleCredentialsEvidence:
                      if a.outcome in ("no-login-prompt", "error"))
 
 
+class Pauses(Protocol):
+    """Where a background lane (hil.lane.Lane) may hold a console dialog for a quiet measurement."""
+
+    def checkpoint(self) -> None: ...
+
+    def idle(self) -> AbstractContextManager[None]: ...
+
+
 def _try_console_login(con: Console, user: str, password: str, timeout: float, *,
-                       at_prompt: bool = False) -> tuple[ConsoleCredentialAttempt, bool]:
+                       at_prompt: bool = False,
+                       idle: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+                       ) -> tuple[ConsoleCredentialAttempt, bool]:
     """One factory login; (the attempt, whether the console now shows login's own new prompt).
 
     ``at_prompt``: the previous refusal was followed by a login prompt, so the user name is
@@ -157,7 +169,8 @@ def _try_console_login(con: Console, user: str, password: str, timeout: float, *
     con.send(user + "\r")
     con.expect(_PASSWORD_PROMPT, timeout)
     con.send(password + "\r")
-    m = con.expect(_LOGIN_OUTCOME, _AFTER_PASSWORD_S)
+    with idle():  # login's fail delay: the hub does nothing meanwhile
+        m = con.expect(_LOGIN_OUTCOME, _AFTER_PASSWORD_S)
     if m.group(1) or m.group(2):
         # login prints its verdict after the fail delay, then a new prompt (or exits and getty
         # prints one): that prompt is where the next attempt starts
@@ -172,8 +185,13 @@ def _try_console_login(con: Console, user: str, password: str, timeout: float, *
 
 def console_default_credentials(con: Console, *,
                                 credentials: Sequence[tuple[str, str]] = CONSOLE_DEFAULT_CREDENTIALS,
-                                timeout: float = 5.0) -> ConsoleCredentialsEvidence:
-    """Type each factory login at the console's login prompt; report which gave a shell."""
+                                timeout: float = 5.0,
+                                pauses: Pauses | None = None) -> ConsoleCredentialsEvidence:
+    """Type each factory login at the console's login prompt; report which gave a shell.
+
+    Each attempt holds the console. With ``pauses`` (a background lane: hil.lane) a quiet
+    measurement on the hub may start between two attempts or while login waits out its fail
+    delay; the dialog goes on after it."""
     attempts: list[ConsoleCredentialAttempt] = []
     with step("console default credentials", device=con.device, attempts=len(credentials)) as st:
         at_prompt = False
@@ -183,8 +201,13 @@ def console_default_credentials(con: Console, *,
                 att = ConsoleCredentialAttempt(user, password, "no-login-prompt", attempts[-1].detail)
                 attempts.append(att)
                 continue
+            if attempts and pauses is not None:
+                pauses.checkpoint()
             try:
-                att, at_prompt = _try_console_login(con, user, password, timeout, at_prompt=at_prompt)
+                with con.hold():
+                    att, at_prompt = _try_console_login(
+                        con, user, password, timeout, at_prompt=at_prompt,
+                        idle=pauses.idle if pauses is not None else contextlib.nullcontext)
             except HilError as exc:
                 att, at_prompt = ConsoleCredentialAttempt(user, password, "error", str(exc)[:300]), False
             attempts.append(att)
@@ -196,9 +219,36 @@ def console_default_credentials(con: Console, *,
 
 def console_logout(con: Console, *, timeout: float = 5.0) -> ConsoleState:
     """Log out a shell on the console (so the next user finds a login prompt); the state after."""
-    with step("console logout", device=con.device) as st:
+    with con.hold(), step("console logout", device=con.device) as st:
         state = con.state(timeout)
         if state is ConsoleState.SHELL:
             state = _log_out(con, timeout)
         st.attach("state", state.value)
     return state
+
+
+# -- a console session: does it ask for a login, and does a login give a working shell? ------------
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """One visit to the console: the login gate, then (when it asked for a login) a command run
+    after logging in with the inventory's credentials, and the logout."""
+
+    gate: ConsoleLoginGate
+    command: CommandResult | None
+    """``None`` when the console did not ask for a login (nothing was typed)."""
+
+
+def console_session(con: Console, argv: Sequence[str] = ("uname", "-n"), *,
+                    timeout: float = 5.0) -> ConsoleSession:
+    """The login gate; if it asks for a login: log in, run ``argv``, log out (always)."""
+    gate = console_login_gate(con, timeout=timeout)
+    if not gate.asks_for_login:
+        return ConsoleSession(gate, None)
+    with con.hold():
+        try:
+            con.login()
+            res = con.run(list(argv))
+        finally:
+            console_logout(con, timeout=timeout)
+    return ConsoleSession(gate, res)

@@ -4,6 +4,13 @@ What is checked comes from the candidate itself: its components (Greengrass stat
 the services of its docker-compose files (containers, published ports). The web and db
 checks skip when the candidate has no such service. Containers are read with the Docker
 SDK over the harness's pinned SSH connection (``docker_engine``).
+
+Stability is watched in windows that run beside the other checks (hil.deploy.follow): the
+window after the deployment starts when it SUCCEEDED and is joined by
+``test_components_running_and_stay_running``; the restart check starts the window after the
+restart, joined by ``test_components_stay_running_after_restart``. Each window lasts
+``timeouts.settle`` and ends failed at the first state change away from RUNNING/FINISHED in
+the nucleus's log (hil_pytest.plan orders the checks around them).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import allure
@@ -18,10 +26,19 @@ import pytest
 from docker import DockerClient
 from docker.models.containers import Container
 
-from hil.deploy.watch import watch_stable
-from hil.drivers.greengrass import STABLE_STATES, ComponentState, Greengrass, state_events
+from hil.deploy.follow import NucleusLog
+from hil.deploy.watch import Stability
+from hil.drivers.greengrass import (
+    STABLE_STATES,
+    ComponentState,
+    Greengrass,
+    LogRecord,
+    StateEvent,
+    state_events,
+)
 from hil.inventory import Service
 from hil.probes.mqtt import MqttRoundTrip
+from hil.steps import step
 from hil_pytest.allure_labels import labels
 from hil_pytest.deploy import ComposeService, DeployedCandidate
 from hil_pytest.verdicts import not_applicable
@@ -45,15 +62,22 @@ def _containers(engine: DockerClient, svc: ComposeService) -> list[Container]:
     return found
 
 
-@labels("Candidate", "Component lifecycle", "blocker")
-def test_components_running_and_stay_running(deployed: DeployedCandidate, greengrass: Greengrass) -> None:
-    period = deployed.hub.timeouts.settle
-    stab = watch_stable(greengrass, deployed.candidate.components, period)
+def _attach_states(stab: Stability) -> None:
     allure.attach("\n".join(f"{n}: {[s.value if s else None for s in h]}" for n, h in stab.history.items()),
-                  name="states sampled", attachment_type=allure.attachment_type.TEXT)
+                  name="states seen", attachment_type=allure.attachment_type.TEXT)
+
+
+@labels("Candidate", "Component lifecycle", "blocker")
+@pytest.mark.hub_stage("settled")
+def test_components_running_and_stay_running(deployed: DeployedCandidate, greengrass: Greengrass) -> None:
+    """Every component RUNNING/FINISHED for ``timeouts.settle`` seconds after the deployment."""
+    stab = deployed.settled()
+    _attach_states(stab)
     assert stab.ok, f"{deployed.hub.name}: {stab.problem}"
     for name, state in stab.states.items():
         assert state in STABLE_STATES, f"{deployed.hub.name}: {name} is {state}"
+    for name in deployed.candidate.components:  # and still there now
+        assert greengrass.component(name).state in STABLE_STATES, f"{deployed.hub.name}: {name} left"
 
 
 @labels("Candidate", "Containers", "critical")
@@ -137,32 +161,62 @@ def _hub_now(deployed: DeployedCandidate) -> datetime:
     return datetime.fromtimestamp(float(out), UTC)
 
 
+def _restarted(log: NucleusLog, greengrass: Greengrass, name: str, since: datetime) -> list[StateEvent]:
+    """The component's transitions since ``since``, once they show it leaving and re-entering
+    RUNNING (the log as it is written wakes the wait; the whole log is read to judge)."""
+    events = [e for e in state_events(greengrass.nucleus_log(tail=500), name) if e.timestamp >= since]
+    left = [e for e in events if e.current is ComponentState.RUNNING]
+    back = [e for e in events
+            if e.new is ComponentState.RUNNING and left and e.timestamp >= left[0].timestamp]
+    return events if back else []
+
+
+def _back_running(name: str) -> Callable[[LogRecord], bool]:
+    def wake(rec: LogRecord) -> bool:
+        return rec.context.get("serviceName") == name and rec.context.get("newState") == "RUNNING"
+    return wake
+
+
 @labels("Candidate", "Component lifecycle", "critical")
+@pytest.mark.hub_stage("restart")
 def test_component_restart_comes_back_running(deployed: DeployedCandidate, greengrass: Greengrass) -> None:
-    """Runs last: the restart is the most disruptive check of the module."""
+    """After the window after the deployment (the restart would end it): each running component is
+    restarted and must come back RUNNING; the window after the restart starts then."""
     timeout = deployed.hub.timeouts.deployment
     for name in deployed.candidate.components:
         before = greengrass.component(name)
         if before.state is ComponentState.FINISHED:
             continue  # a finished one-shot component has nothing to restart into RUNNING
         since = _hub_now(deployed)
-        greengrass.restart(name)
-        # `component restart` exits 0 even when nothing happened: the nucleus log must show
-        # the component leaving and re-entering RUNNING after the request
-        deadline = time.monotonic() + timeout
-        while True:
-            events = [e for e in state_events(greengrass.nucleus_log(tail=500), name) if e.timestamp >= since]
-            left = [e for e in events if e.current is ComponentState.RUNNING]
-            back = [e for e in events
-                    if e.new is ComponentState.RUNNING and left and e.timestamp >= left[0].timestamp]
-            if back:
-                break
-            assert time.monotonic() < deadline, (
-                f"{deployed.hub.name}: {name} did not restart within {timeout:.0f}s "
-                f"(transitions since the request: {[(e.current.value, e.new.value) for e in events]})")
-            time.sleep(1.0)
+        with NucleusLog(greengrass.shell, greengrass.root).open() as log:
+            greengrass.restart(name)
+            # `component restart` exits 0 even when nothing happened: the nucleus log must show
+            # the component leaving and re-entering RUNNING after the request
+            deadline = time.monotonic() + timeout
+            with step(f"greengrass: wait for {name} to leave and re-enter RUNNING", device=deployed.hub.name,
+                      kind="settle"):
+                while not (events := _restarted(log, greengrass, name, since)):
+                    assert time.monotonic() < deadline, (
+                        f"{deployed.hub.name}: {name} did not restart within {timeout:.0f}s")
+                    log.wait(1.0, _back_running(name))
+        allure.attach(", ".join(f"{e.current.value}->{e.new.value}" for e in events),
+                      name=f"{name} transitions", attachment_type=allure.attachment_type.TEXT)
         after = greengrass.wait_for_state(name, {ComponentState.RUNNING}, timeout)
         assert after.state is ComponentState.RUNNING, \
             f"{deployed.hub.name}: {name} is {after.state} after restart"
-    stab = watch_stable(greengrass, deployed.candidate.components, deployed.hub.timeouts.settle)
+    deployed.after_restart = deployed.watch(
+        f"watch {', '.join(deployed.candidate.components)} for {deployed.hub.timeouts.settle:.0f}s after "
+        "the restart", lane="window after restart")
+
+
+@labels("Candidate", "Component lifecycle", "critical")
+@pytest.mark.hub_stage("restart-settled")
+def test_components_stay_running_after_restart(deployed: DeployedCandidate) -> None:
+    """Every component RUNNING/FINISHED for ``timeouts.settle`` seconds after the restart."""
+    window = deployed.after_restart
+    if window is None:
+        pytest.skip("no restart to watch after: test_component_restart_comes_back_running did not "
+                    "restart the components (see its result)")
+    stab = window.result()
+    _attach_states(stab)
     assert stab.ok, f"{deployed.hub.name}: after restart: {stab.problem}"

@@ -5,8 +5,10 @@ discard a warm-up, and record ``--latency-samples`` round trips (default 300) fr
 intended send time into an HdrHistogram. The MQTT and HTTP probes open their
 connection inside the test, so a network fault present at that time is measured; the
 SSH probe measures commands on the harness's persistent connection (what every
-harness action pays). Deployment time is the ``deployed`` fixture's own deployment,
-from ``deployment create`` to verified RUNNING.
+harness action pays). Sampling is ``quiet``: background work that loads the hub pauses
+meanwhile (hil_pytest.plan); the SSH and MQTT probes do not care whether the candidate is
+deployed and run while the window after its restart is watched. Deployment time is the
+``deployed`` fixture's own deployment, from ``deployment create`` to verified RUNNING.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ PROBE_TIMEOUT = 10.0
 
 
 @labels("Latency", "SSH command round trip", "normal")
+@pytest.mark.quiet
+@pytest.mark.hub_stage("restarted")
 def test_ssh_command_round_trip(hub: Hub, latency: LatencyRecorder) -> None:
     with step("measure ssh_rtt", device=hub.name, rate_hz=latency.rate_hz, samples=latency.samples):
         ev = measure(ssh_command_sampler(hub.ssh, ["true"], timeout=PROBE_TIMEOUT), metric="ssh_rtt",
@@ -39,6 +43,8 @@ def test_ssh_command_round_trip(hub: Hub, latency: LatencyRecorder) -> None:
 
 @labels("Latency", "MQTT publish to receive", "critical")
 @pytest.mark.needs_service("mqtt_broker")
+@pytest.mark.quiet
+@pytest.mark.hub_stage("restarted")
 def test_mqtt_publish_receive_round_trip(hub: Hub, latency: LatencyRecorder) -> None:
     broker = hub.device.expect.broker
     if broker is None:
@@ -54,6 +60,7 @@ def test_mqtt_publish_receive_round_trip(hub: Hub, latency: LatencyRecorder) -> 
 
 @labels("Latency", "HTTP request to the web container", "critical")
 @pytest.mark.needs_service("greengrass", "docker")
+@pytest.mark.quiet
 def test_http_get_web_round_trip(deployed: DeployedCandidate,
                                  candidate_services: dict[str, ComposeService],
                                  latency: LatencyRecorder) -> None:
@@ -73,7 +80,13 @@ def test_http_get_web_round_trip(deployed: DeployedCandidate,
 
 @labels("Latency", "Deployment time", "normal")
 @pytest.mark.needs_service("greengrass", "docker")
+@pytest.mark.hub_stage("settled")
 def test_deployment_time(deployed: DeployedCandidate, latency: LatencyRecorder) -> None:
-    """One sample per hub: `deployment create` -> every component verified RUNNING (settled)."""
+    """One sample per hub: `deployment create` -> every component verified RUNNING (settled: the
+    window after the deployment, joined here, is part of it)."""
+    stab = deployed.settled()
+    if not stab.ok:
+        pytest.fail(f"{deployed.hub.name}: the deployment never settled, so it has no time: {stab.problem}",
+                    pytrace=False)
     seconds = deployed.result.durations["create_to_verified"]
     latency.check(evidence_from_samples("deployment_time", [seconds], device=deployed.hub.name))

@@ -22,6 +22,7 @@ from hil.ml.policy import MlPolicy
 from hil.ml.reference import reference_scores
 from hil_pytest.allure_labels import labels
 from hil_pytest.deploy import DeployedCandidate
+from hil_pytest.lanes import quiet_hub
 from hil_pytest.latency import LatencyRecorder
 from hil_pytest.ml import MlFigures
 from suites.ml.model_run import ModelRun, collect, recipe_sha256
@@ -30,9 +31,13 @@ pytestmark = [pytest.mark.ml, pytest.mark.needs_service("greengrass", "docker", 
 
 
 @pytest.fixture(scope="module")
-def model_run(model_card: ModelCard, ml_policy: MlPolicy, deployed: DeployedCandidate) -> Iterator[ModelRun]:
-    """``model_card`` first: a candidate without one skips before anything is deployed."""
-    yield collect(deployed.hub, deployed.candidate, model_card, ml_policy)
+def model_run(model_card: ModelCard, ml_policy: MlPolicy, deployed: DeployedCandidate,
+              request: pytest.FixtureRequest) -> Iterator[ModelRun]:
+    """``model_card`` first: a candidate without one skips before anything is deployed. The replay
+    times inference: the hub's background lane holds still meanwhile (quiet)."""
+    with quiet_hub(request.config, deployed.hub.name):
+        run = collect(deployed.hub, deployed.candidate, model_card, ml_policy)
+    yield run
 
 
 @labels("ML model", "Provenance (I4)", "blocker")

@@ -14,7 +14,7 @@ import pytest
 
 from hil.drivers.base import Console
 from hil.hub import Hub
-from hil.probes.console import console_login_gate
+from hil.probes.console import ConsoleSession
 from hil.probes.host import SecretScan, find_secrets
 from hil_pytest.allure_labels import BLOCKER
 from suites.evidence import attach_evidence
@@ -26,8 +26,10 @@ LOG_TAIL_LINES = 20000
 
 @owasp("I10", isvs="V5", severity=BLOCKER)
 @pytest.mark.needs_service("console")
-def test_console_asks_for_login(hub: Hub, console: Console) -> None:
-    gate = console_login_gate(console)
+@pytest.mark.hub_stage("console")
+def test_console_asks_for_login(hub: Hub, console_session_evidence: ConsoleSession) -> None:
+    """The login gate of the hub's console visit (hil_pytest.lanes)."""
+    gate = console_session_evidence.gate
     attach_evidence("console login gate", gate)
     assert not gate.shell_without_login, f"{hub.name}: a newline on the console gives a shell"
     assert gate.asks_for_login, f"{hub.name}: a newline on the console gives {gate.final_state!r}"
@@ -39,6 +41,7 @@ def _findings(scans: list[SecretScan]) -> list[str]:
 
 @owasp("I10", isvs="V5")
 @pytest.mark.needs_service("console")
+@pytest.mark.hub_stage("console")
 def test_no_secrets_in_boot_log(hub: Hub, console: Console) -> None:
     console.state(hub.timeouts.console_open)  # a prompt: whatever the server replays is in by now
     capture = console.captured()

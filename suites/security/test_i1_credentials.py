@@ -12,11 +12,10 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from hil.drivers.base import Console
 from hil.errors import InconclusiveEvidence
 from hil.hub import Hub
 from hil.probes.accounts import Accounts, password_states
-from hil.probes.console import console_default_credentials
+from hil.probes.console import ConsoleCredentialsEvidence
 from hil.probes.ssh import HARDENED_SSHD, ssh_auth_methods
 from hil.probes.ssh_accounts import offers_per_account, sshd_per_account, try_account_passwords
 from hil_pytest.allure_labels import BLOCKER
@@ -55,8 +54,11 @@ def test_ssh_refuses_default_credentials(hub: Hub, hub_accounts: Accounts) -> No
 
 @owasp("I1", isvs="V5", severity=BLOCKER)
 @pytest.mark.needs_service("console")
-def test_console_refuses_default_credentials(hub: Hub, console: Console) -> None:
-    ev = console_default_credentials(console, timeout=hub.timeouts.console_open)
+@pytest.mark.hub_stage("console")
+def test_console_refuses_default_credentials(hub: Hub,
+                                            console_credentials: ConsoleCredentialsEvidence) -> None:
+    """Each factory login typed at the console's prompt by the hub's console lane (hil_pytest.lanes)."""
+    ev = console_credentials
     attach_evidence("console default credentials", ev)
     assert not ev.accepted, f"{hub.name}: the console accepted default logins {', '.join(ev.accepted)}"
     assert not ev.untested, f"{hub.name}: the console did not let default logins be refused: {ev.untested}"

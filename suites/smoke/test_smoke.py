@@ -9,11 +9,10 @@ import time
 
 import pytest
 
-from hil.drivers.base import Console
 from hil.drivers.greengrass import ComponentState, Greengrass
 from hil.health import MAX_CLOCK_SKEW_S, parse_df_free_mb, parse_meminfo_available_mb, parse_os_release
 from hil.hub import Hub
-from hil.probes.console import console_login_gate, console_logout
+from hil.probes.console import ConsoleSession
 from hil_pytest.allure_labels import BLOCKER, CRITICAL, NORMAL, labels
 from suites.evidence import attach_evidence
 
@@ -32,18 +31,18 @@ def test_reachable_over_ssh(hub: Hub) -> None:
 
 @labels(feature="Smoke", story="Reachable over the serial console", severity=CRITICAL)
 @pytest.mark.needs_service("console")
-def test_reachable_over_console(hub: Hub, console: Console) -> None:
-    gate = console_login_gate(console)
+@pytest.mark.hub_stage("console")
+def test_reachable_over_console(hub: Hub, console_session_evidence: ConsoleSession) -> None:
+    """The console visit the hub's console lane made (hil_pytest.lanes): a login prompt, a login
+    with the inventory's credentials, ``uname -n`` naming the hub."""
+    gate = console_session_evidence.gate
     attach_evidence("console login gate", gate)
     assert gate.asks_for_login, f"{hub.name}: a newline on the console gives {gate.final_state!r}"
-    try:
-        console.login()
-        res = console.run(["uname", "-n"])
-        attach_evidence("console command", res)
-        assert res.ok and res.stdout.strip() == hub.name, \
-            f"{hub.name}: `uname -n` on the console gave exit {res.exit_status}, {res.stdout!r}"
-    finally:
-        console_logout(console)
+    res = console_session_evidence.command
+    assert res is not None
+    attach_evidence("console command", res)
+    assert res.ok and res.stdout.strip() == hub.name, \
+        f"{hub.name}: `uname -n` on the console gave exit {res.exit_status}, {res.stdout!r}"
 
 
 @labels(feature="Smoke", story="Expected OS", severity=CRITICAL)
