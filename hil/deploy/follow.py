@@ -26,7 +26,7 @@ from typing import Protocol
 from hil.deploy.watch import Stability
 from hil.drivers.base import Shell
 from hil.drivers.greengrass import STABLE_STATES, ComponentState, Greengrass, LogRecord, parse_log_line
-from hil.errors import HilError
+from hil.errors import DeviceUnreachable, HilError
 from hil.steps import in_lane, step
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,13 @@ class StabilityWindow:
                 problem = self._sample(states, history)
                 continue
             for rec in self._log.wait(min(left, _WAIT_SLICE)):
+                if rec.event == "system-shutdown":
+                    # the nucleus itself is going down (a reboot, a power cut the lab simulates
+                    # gracefully): its services' STOPPING lines say nothing about the candidate.
+                    # The hub is lost to the window; recovery finds out why (an outlet found off
+                    # is the lab's problem, a nucleus dead on a live hub the candidate's).
+                    raise DeviceUnreachable(f"{self.device}: the nucleus shut down at {rec.timestamp} during "
+                                            f"'{self.title}': the hub is going down")
                 change = _state_change(rec, self.expected)
                 if change is None:
                     continue

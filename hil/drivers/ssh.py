@@ -7,6 +7,10 @@ Why it is built this way (see docs/performance-notes.md):
   RejectPolicy refuses unknown hosts; a changed key is never accepted.
 - One connection for the whole run; a dropped transport is re-established on the
   next call, and a command is retried once when it failed before it was sent.
+- Commands go to a persistent shell per thread on that connection (hil/drivers/ssh_shell.py:
+  framed lines, about a persistent channel's round trip per command instead of an exec
+  channel's open/fork/close); large stdin, and a hub where no shell can be kept, use exec
+  channels. Same semantics either way (``persistent=False`` forces exec channels).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import NoReturn
 import paramiko
 
 from hil.drivers.base import CommandResult, sudo_argv
+from hil.drivers.ssh_shell import STDIN_MAX, PersistentShell, ShellGone
 from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch, InfrastructureError
 from hil.inventory import SshEndpoint
 from hil.steps import step
@@ -89,12 +94,16 @@ def dead_peer_options(sock: socket.socket, timeouts: Timeouts) -> None:
 class SshConnection:
     """A hub's SSH channel; implements ``hil.drivers.base.Shell``."""
 
-    def __init__(self, device: str, endpoint: SshEndpoint, timeouts: Timeouts = DEFAULT_TIMEOUTS) -> None:
+    def __init__(self, device: str, endpoint: SshEndpoint, timeouts: Timeouts = DEFAULT_TIMEOUTS, *,
+                 persistent: bool = True) -> None:
         self.device = device
         self.endpoint = endpoint
         self.timeouts = timeouts
+        self.persistent = persistent
+        """Run commands on a persistent shell per thread (False: an exec channel per command)."""
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.RLock()
+        self._shells = threading.local()
         self.connects = 0
         """How many times a connection was established (1 + reconnects)."""
 
@@ -215,15 +224,73 @@ class SshConnection:
         command = shlex.join(full)
         limit = timeout if timeout is not None else self.timeouts.ssh_command
         with step(f"ssh: {command}", device=self.device, timeout=limit) as st:
-            result = st.record(self._run_once_or_retry(tuple(argv), command, limit, stdin))
+            result = st.record(self._run_once_or_retry(tuple(argv), full, command, limit, stdin))
             st.attach("stdout", result.stdout)
             st.attach("stderr", result.stderr)
         if check:
             result.check()
         return result
 
-    def _run_once_or_retry(self, argv: tuple[str, ...], command: str, limit: float,
+    def _run_once_or_retry(self, argv: tuple[str, ...], full: list[str], command: str, limit: float,
                            stdin: str | None) -> CommandResult:
+        if self.persistent and (stdin is None or len(stdin) <= STDIN_MAX):
+            for attempt in (1, 2):
+                t0 = time.perf_counter()
+                shell = self._shell()
+                if shell is None:
+                    break  # no shell can be kept on this hub: exec channels
+                try:
+                    status, out, err = shell.run(full, stdin, t0 + limit, command)
+                except CommandTimeout:
+                    self._forget_shell()
+                    raise CommandTimeout(
+                        f"{self.device}: {command!r} did not finish within {limit:g}s") from None
+                except ShellGone as exc:
+                    self._forget_shell()
+                    if not shell.answered and self._transport_now() is not None and self.alive():
+                        # a shell that ends before its first answer (a forced command, no sh):
+                        # this hub gets exec channels from now on
+                        log.info("%s: the persistent shell ended at once (%s); exec channels",
+                                 self.device, exc)
+                        self.persistent = False
+                        break
+                    if exc.sent or attempt == 2:
+                        raise DeviceUnreachable(f"{self.device}: SSH connection failed while running "
+                                                f"{command!r}: {exc}") from None
+                    continue  # nothing was sent: a fresh shell (reconnecting if need be), once
+                return CommandResult(argv=argv, exit_status=status, stdout=out.decode("utf-8", "replace"),
+                                     stderr=err.decode("utf-8", "replace"),
+                                     duration=time.perf_counter() - t0, channel="ssh")
+        return self._run_exec(argv, command, limit, stdin)
+
+    def _shell(self) -> PersistentShell | None:
+        """This thread's persistent shell (started on first use; None: the hub will not keep one)."""
+        shell: PersistentShell | None = getattr(self._shells, "shell", None)
+        if shell is not None and shell.usable and shell.transport is self._transport_now():
+            return shell
+        self._forget_shell()
+        with self._lock:
+            try:
+                transport = self._ensure()
+                shell = PersistentShell(transport, open_timeout=self.timeouts.ssh_connect)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                log.info("%s: no persistent shell (%s); reconnecting for exec channels", self.device, exc)
+                self.connect()
+                return None
+        self._shells.shell = shell
+        return shell
+
+    def _transport_now(self) -> paramiko.Transport | None:
+        return self._client.get_transport() if self._client is not None else None
+
+    def _forget_shell(self) -> None:
+        shell: PersistentShell | None = getattr(self._shells, "shell", None)
+        if shell is not None:
+            shell.close()
+            self._shells.shell = None
+
+    def _run_exec(self, argv: tuple[str, ...], command: str, limit: float,
+                  stdin: str | None) -> CommandResult:
         with self._lock:
             t0 = time.perf_counter()
             try:

@@ -22,12 +22,46 @@ from hil.errors import CommandTimeout, DeviceUnreachable, HostKeyMismatch
 from hil.timeouts import Timeouts
 
 
-@pytest.fixture
-def conn(local_sshd: LocalSshd) -> Iterator[SshConnection]:
-    c = SshConnection("local", local_sshd.endpoint)
+@pytest.fixture(params=[True, False], ids=["persistent-shell", "exec-channels"])
+def conn(local_sshd: LocalSshd, request: pytest.FixtureRequest) -> Iterator[SshConnection]:
+    """Both command paths must behave the same (hil/drivers/ssh_shell.py)."""
+    c = SshConnection("local", local_sshd.endpoint, persistent=request.param)
     c.connect()
     yield c
     c.close()
+
+
+def test_odd_and_binary_output_and_fake_markers_come_back_whole(conn: SshConnection) -> None:
+    # no final newline, bytes that are not UTF-8, NUL, CR, text that looks like a frame marker
+    script = r"printf 'a\000b\377\r\nBdeadbeef00000000\nEdeadbeef00000000:0\nend'; printf 'x' >&2"
+    r = conn.run(["sh", "-c", script])
+    assert r.stdout == "a\x00b\ufffd\r\nBdeadbeef00000000\nEdeadbeef00000000:0\nend"
+    assert (r.stderr, r.exit_status) == ("x", 0)
+    assert conn.run(["printf", "%s", ""]).stdout == ""
+
+
+def test_shell_state_does_not_leak_between_commands(conn: SshConnection) -> None:
+    home = conn.run(["pwd"]).stdout
+    assert conn.run(["cd", "/"]).exit_status == 0
+    assert conn.run(["pwd"]).stdout == home
+    assert conn.run(["exit", "7"]).exit_status == 7
+    assert conn.run(["export", "HIL_X=1"]).exit_status == 0
+    assert conn.run(["sh", "-c", "echo ${HIL_X:-unset}"]).stdout == "unset\n"
+
+
+def test_a_stray_child_s_late_output_is_not_the_next_command_s(conn: SshConnection) -> None:
+    conn.run(["sh", "-c", "(sleep 0.3; echo stray; echo stray >&2) &"])
+    time.sleep(0.5)
+    r = conn.run(["echo", "mine"])
+    assert (r.stdout, r.stderr) == ("mine\n", "")
+
+
+def test_a_command_reading_stdin_gets_only_its_own(conn: SshConnection) -> None:
+    r = conn.run(["sh", "-c", "cat; echo after"], stdin="data\x01\n")
+    assert r.stdout == "data\x01\nafter\n"
+    assert conn.run(["sh", "-c", "read x; echo got:$x"]).stdout == "got:\n"  # EOF, not the next command
+    big = "z" * 200_000  # over the persistent line's limit: an exec channel carries it
+    assert conn.run(["wc", "-c"], stdin=big).stdout.strip() == "200000"
 
 
 def test_run_exit_status_stdout_stderr(conn: SshConnection) -> None:
