@@ -60,6 +60,9 @@ def exit_status_of(outcome: object) -> int:
         return 0 if outcome else 1
     if isinstance(outcome, int):
         return outcome
+    status = getattr(outcome, "exit_status", None)  # a command's result: the common case, checked first
+    if isinstance(status, int):
+        return status
     if isinstance(outcome, HasExitStatus):
         return int(outcome.exit_status)
     if isinstance(outcome, HasOk):

@@ -266,7 +266,8 @@ class SshConnection:
     def _shell(self) -> PersistentShell | None:
         """This thread's persistent shell (started on first use; None: the hub will not keep one)."""
         shell: PersistentShell | None = getattr(self._shells, "shell", None)
-        if shell is not None and shell.usable and shell.transport is self._transport_now():
+        if shell is not None and shell.usable and self._client is not None \
+                and shell.transport is self._client.get_transport():
             return shell
         self._forget_shell()
         with self._lock:

@@ -23,7 +23,6 @@ is closed on timeout.
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 import select
 import shlex
@@ -79,11 +78,13 @@ def frame(argv: Sequence[str], nonce: str, stdin: str | None) -> bytes:
 
 
 class _Stream:
-    """One of the channel's two streams, cut at this command's markers."""
+    """One of the channel's two streams, cut at this command's markers (``end`` is followed by the
+    exit status and a newline on stdout, by the newline alone on stderr)."""
 
-    def __init__(self, begin: bytes, end: re.Pattern[bytes]) -> None:
+    def __init__(self, begin: bytes, end: bytes, *, status: bool) -> None:
         self.begin = begin
         self.end = end
+        self.with_status = status
         self.buf = b""
         self.started = False
         self.body: bytes | None = None
@@ -99,11 +100,18 @@ class _Stream:
                 return
             self.started = True
             self.buf = self.buf[at + len(self.begin):]
-        m = self.end.search(self.buf)
-        if m:
-            self.body = self.buf[:m.start()]
-            if m.groups():
-                self.status = int(m.group(1))
+        at = self.buf.find(self.end)
+        if at < 0:
+            return
+        rest = self.buf[at + len(self.end):]
+        if self.with_status:
+            digits, newline, _ = rest.partition(b"\n")
+            if not newline:
+                return  # the status is still on its way
+            self.status = int(digits)
+        elif not rest.startswith(b"\n"):
+            return
+        self.body = self.buf[:at]
 
     @property
     def done(self) -> bool:
@@ -144,8 +152,8 @@ class PersistentShell:
     def _exchange(self, argv: Sequence[str], stdin: str | None, deadline: float, what: str, *,
                   unsent: bool) -> tuple[int, bytes, bytes]:
         nonce = secrets.token_hex(8)
-        out = _Stream(f"B{nonce}\n".encode(), re.compile(rf"\nE{nonce}:(\d+)\n".encode()))
-        err = _Stream(f"B{nonce}\n".encode(), re.compile(rf"\nE{nonce}\n".encode()))
+        out = _Stream(f"B{nonce}\n".encode(), f"\nE{nonce}:".encode(), status=True)
+        err = _Stream(f"B{nonce}\n".encode(), f"\nE{nonce}".encode(), status=False)
         try:
             self.chan.sendall(frame(argv, nonce, stdin))
         except (paramiko.SSHException, OSError, EOFError) as exc:
