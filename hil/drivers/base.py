@@ -8,6 +8,7 @@ also be typed at and read), ``SshSession`` (a ``Shell`` with a connection to kee
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -55,6 +56,18 @@ SUDO = ("sudo", "-n", "--")
 def sudo_argv(argv: Sequence[str]) -> list[str]:
     """``argv`` run as root through non-interactive sudo."""
     return [*SUDO, *argv]
+
+
+def with_stdin(cmd: str, stdin: str | None) -> str:
+    """A shell line running ``cmd`` with exactly ``stdin`` on its standard input, else /dev/null.
+
+    Framed transports (the console, a persistent SSH shell) share one stream for every
+    command: the text travels as base64 so no byte of it can end or fake a frame.
+    """
+    if stdin is None:
+        return f"{cmd} </dev/null"
+    data = base64.b64encode(stdin.encode()).decode()
+    return f"printf %s {data} | base64 -d | {cmd}"
 
 
 @runtime_checkable

@@ -12,7 +12,6 @@ The parsing functions at the top are pure and tested on recorded transcripts.
 
 from __future__ import annotations
 
-import base64
 import codecs
 import re
 import secrets
@@ -26,7 +25,7 @@ from typing import IO
 
 import serial
 
-from hil.drivers.base import CommandResult, ConsolePattern, ConsoleState, sudo_argv
+from hil.drivers.base import CommandResult, ConsolePattern, ConsoleState, sudo_argv, with_stdin
 from hil.errors import CommandTimeout, DeviceUnreachable, InfrastructureError
 from hil.inventory import ConsoleSpec
 from hil.redact import StreamRedactor, register_secret
@@ -101,12 +100,7 @@ def framed_command(argv: Sequence[str], nonce: str, *, sudo: bool = False,
     trailing newline still ends cleanly; ``parse_framed`` removes exactly that one.
     """
     words = sudo_argv(argv) if sudo else list(argv)
-    cmd = shlex.join(words)
-    if stdin is not None:
-        data = base64.b64encode(stdin.encode()).decode()
-        cmd = f"printf %s {data} | base64 -d | {cmd}"
-    else:
-        cmd = f"{cmd} </dev/null"
+    cmd = with_stdin(shlex.join(words), stdin)
     return (f"printf '%s%s\\n' HIL-BEGIN- {nonce}; {cmd} 2>&1; "
             f"printf '\\n%s%s:%d\\n' HIL-END- {nonce} $?")
 

@@ -22,7 +22,6 @@ is closed on timeout.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import select
 import shlex
@@ -31,6 +30,7 @@ from collections.abc import Sequence
 
 import paramiko
 
+from hil.drivers.base import with_stdin
 from hil.errors import CommandTimeout
 
 _READ = 65536
@@ -68,11 +68,7 @@ def frame(argv: Sequence[str], nonce: str, stdin: str | None) -> bytes:
     cmd = shlex.join(argv)
     if argv and argv[0] in SHELL_STATE_BUILTINS:
         cmd = f"( {cmd} )"
-    if stdin is not None:
-        data = base64.b64encode(stdin.encode()).decode()
-        cmd = f"printf %s {data} | base64 -d | {cmd}"
-    else:
-        cmd = f"{cmd} </dev/null"
+    cmd = with_stdin(cmd, stdin)
     return (f"printf 'B{nonce}\\n'; printf 'B{nonce}\\n' >&2; {cmd}; "
             f"printf '\\nE{nonce}:%d\\n' $?; printf '\\nE{nonce}\\n' >&2\n").encode()
 
