@@ -18,6 +18,7 @@ import re
 import shlex
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hil.drivers.base import CommandResult, Console, ConsoleState, Shell
@@ -146,7 +147,7 @@ def _ssh_answers(ctx: ProbeContext) -> ServiceCheck:
 def _console_answers(ctx: ProbeContext) -> ServiceCheck:
     if ctx.console is None:
         return ServiceCheck(Service.CONSOLE, False, "no console channel")
-    state = ctx.console().state(ctx.timeout)
+    state = ctx.console().state(ctx.timeout, settle=False)  # a prompt is an answer
     return ServiceCheck(Service.CONSOLE, state is not ConsoleState.SILENT, f"a newline gives {state}")
 
 
@@ -181,6 +182,9 @@ SERVICE_PROBES: dict[Service, ServiceProbe] = {
     Service.MQTT_BROKER: _broker_answers,
 }
 """How each service is asked whether it answers (a registry: one entry per Service)."""
+
+ASKED_ASIDE = frozenset({Service.CONSOLE})
+"""Services asked on a thread of their own, beside the SSH questions (their own channel)."""
 
 
 def ask_service(service: Service, ctx: ProbeContext) -> ServiceCheck:
@@ -230,7 +234,11 @@ def check_health(shell: Shell, device: Device, *, timeout: float,
     """Clock, disk and memory of one hub, and an answer from each service it declares."""
     expect = device.expect
     rep = HealthReport(device=device.name)
-    with step("health check", device=device.name) as st:
+    ctx = ProbeContext(device, shell, console, timeout)
+    with step("health check", device=device.name) as st, ThreadPoolExecutor(1) as aside:
+        # The console answers on a channel of its own and slowly (a prompt must stay quiet
+        # for a moment): it is asked while the questions over SSH run, not after them.
+        asked_aside = {s: aside.submit(ask_service, s, ctx) for s in device.services & ASKED_ASIDE}
         before = wall_clock()
         res = _run(shell, ["date", "+%s"], timeout)
         after = wall_clock()
@@ -258,9 +266,9 @@ def check_health(shell: Shell, device: Device, *, timeout: float,
             if problem:
                 rep.problems.append(problem)
 
-        ctx = ProbeContext(device, shell, console, timeout)
-        for service in sorted(device.services):
-            rep.services[service] = ask_service(service, ctx)
+        answers = {s: ask_service(s, ctx) for s in device.services - asked_aside.keys()}
+        answers.update((s, answer.result()) for s, answer in asked_aside.items())
+        rep.services = {s: answers[s] for s in sorted(answers)}
         st.attach("health", rep.summary())
         st.record(rep.healthy)
     return rep

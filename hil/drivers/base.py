@@ -125,8 +125,9 @@ class Console(Shell, Protocol):
 
     def expect(self, pattern: ConsolePattern, timeout: float) -> re.Match[str]: ...
 
-    def state(self, timeout: float | None = None) -> ConsoleState:
-        """Send a newline and classify what comes back."""
+    def state(self, timeout: float | None = None, *, settle: bool = True) -> ConsoleState:
+        """Send a newline and classify what comes back (``settle=False``: the first prompt
+        seen, without waiting for the console to stay quiet after it)."""
         ...
 
     def login(self) -> None:

@@ -317,14 +317,15 @@ class SerialConsole:
                         f"last output: {tail!r}")
                 self._cond.wait(left)
 
-    def _settle(self, deadline: float) -> str:
-        """Collect output until a prompt is at the end and stays quiet, or the deadline."""
+    def _settle(self, deadline: float, *, quiet: bool = True) -> str:
+        """Collect output until a prompt is at the end and stays quiet (or, ``quiet=False``,
+        until a prompt is at the end), or the deadline."""
         with self._cond:
             while True:
                 seen = len(self._buf)
                 state = classify(self._buf)
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or (not quiet and state is not ConsoleState.SILENT):
                     break
                 self._cond.wait(min(left, _QUIET) if state is not ConsoleState.SILENT else left)
                 if self._error or (state is not ConsoleState.SILENT and len(self._buf) == seen):
@@ -333,14 +334,17 @@ class SerialConsole:
             return text
 
     # -- state and login -----------------------------------------------------
-    def state(self, timeout: float | None = None) -> ConsoleState:
-        """Send a newline and classify what comes back (SILENT when nothing useful does)."""
+    def state(self, timeout: float | None = None, *, settle: bool = True) -> ConsoleState:
+        """Send a newline and classify what comes back (SILENT when nothing useful does).
+
+        ``settle=False`` takes the first prompt seen: enough to know the console answers,
+        not to know it will not print more (e.g. before typing into it)."""
         limit = timeout if timeout is not None else self.timeouts.console_open
         self.open()
         with self._session, step("console state", device=self.device) as st:
             self._discard()
             self._write("\r")
-            text = self._settle(time.monotonic() + limit)
+            text = self._settle(time.monotonic() + limit, quiet=settle)
             if self._error:
                 raise DeviceUnreachable(f"{self.device}: {self._error}")
             result = classify(text)

@@ -124,7 +124,7 @@ class FakeConsole:
     def close(self) -> None:
         pass
 
-    def state(self, timeout: float | None = None) -> ConsoleState:
+    def state(self, timeout: float | None = None, *, settle: bool = True) -> ConsoleState:
         self._check()
         return ConsoleState.SHELL if self.logged_in else ConsoleState.LOGIN_PROMPT
 
