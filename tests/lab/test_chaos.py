@@ -371,6 +371,29 @@ def killed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
         with SshConnection(KILLED, INV.devices[KILLED].ssh, INV.timeouts) as ssh:
             info["snapshot"] = read_saved(ssh)
         lease.release()
+        # The next run comes at once, here: a random test order could otherwise put another test
+        # that leases this hub (and restores what it finds) between the kill and the next run.
+        nxt = start_child(tmp / "next", """
+            import json, os
+            import hil_pytest.devices as fd
+
+            def test_next(hub, request):
+                pool = fd.device_session(request.config).pool
+                snap = pool.restored_on_acquire.get(hub.name)
+                with open(os.environ["RESTORED"], "w") as f:
+                    json.dump(snap.run_id if snap else None, f)
+            """, "--device", KILLED, env={"RESTORED": str(tmp / "restored.json")})
+        info["next_out"] = nxt.wait()
+        info["next_outcome"] = nxt.by_test().get(f"test_next[{KILLED}]", {}).get("outcome")
+        restored = tmp / "restored.json"
+        info["restored"] = json.loads(restored.read_text()) if restored.is_file() else "no record"
+        after = make_lease_store(INV).acquire(KILLED, timeout=LEASE_TIMEOUT)
+        try:
+            with SshConnection(KILLED, INV.devices[KILLED].ssh, INV.timeouts) as ssh:
+                info["snapshot_after"] = read_saved(ssh)
+                info["after"] = component_set(Greengrass(ssh).component_list())
+        finally:
+            after.release()
     try:
         yield info
     finally:
@@ -383,26 +406,11 @@ def test_sigkill_frees_the_lease_and_the_next_run_restores_the_hub(killed_run: d
     snap = killed_run["snapshot"]
     assert snap is not None, "the killed run left no snapshot: nothing was half-deployed"
     assert snap.components == killed_run["before"]
-    nxt = start_child(killed_run["tmp"] / "next", """
-        import json, os
-        import hil_pytest.devices as fd
-
-        def test_next(hub, request):
-            pool = fd.device_session(request.config).pool
-            snap = pool.restored_on_acquire.get(hub.name)
-            with open(os.environ["RESTORED"], "w") as f:
-                json.dump(snap.run_id if snap else None, f)
-        """, "--device", KILLED, env={"RESTORED": str(killed_run["tmp"] / "restored.json")})
-    out = nxt.wait()
-    assert nxt.by_test()[f"test_next[{KILLED}]"]["outcome"] == "passed", out
-    assert json.loads((killed_run["tmp"] / "restored.json").read_text()) == snap.run_id, out
-    lease = make_lease_store(INV).acquire(KILLED, timeout=LEASE_TIMEOUT)
-    try:
-        with SshConnection(KILLED, INV.devices[KILLED].ssh, INV.timeouts) as ssh:
-            assert read_saved(ssh) is None
-            assert component_set(Greengrass(ssh).component_list()) == killed_run["before"]
-    finally:
-        lease.release()
+    out = killed_run["next_out"]
+    assert killed_run["next_outcome"] == "passed", out
+    assert killed_run["restored"] == snap.run_id, out
+    assert killed_run["snapshot_after"] is None
+    assert killed_run["after"] == killed_run["before"]
 
 
 def test_killed_run_leaves_results_readable_and_the_gate_inconclusive(killed_run: dict[str, Any]) -> None:
