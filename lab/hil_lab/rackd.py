@@ -2,7 +2,7 @@
 
 Run by `hil lab up` as ``python -m hil_lab.rackd --state-dir lab/.state`` in its own
 session (pid in rackd.pid, log in rackd.log); `hil lab down` stops it. The hubs it
-serves are listed in rackd.hubs, one name per line.
+serves are listed in rackd.hubs, one name per line (slot N > 0: rackd-sN.pid, .log, .hubs).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from hil_lab.topology import (
     REGISTRY_ADDRESS,
     REGISTRY_NAME,
     REGISTRY_PORT,
+    SLOT,
     HubSpec,
 )
 
@@ -59,18 +60,24 @@ class LabPaths:
         """Only the registry's own certificate and key: what its container may see."""
         return self.root / "registry-certs"
 
+    # rackd serves one slot's consoles and PDU: each slot of a checkout has its own, so
+    # `HIL_LAB_SLOT=1 hil lab down` cannot stop slot 0's
+    @property
+    def _rackd(self) -> str:
+        return "rackd" if SLOT == 0 else f"rackd-s{SLOT}"
+
     @property
     def rackd_pid(self) -> Path:
-        return self.root / "rackd.pid"
+        return self.root / f"{self._rackd}.pid"
 
     @property
     def rackd_log(self) -> Path:
-        return self.root / "rackd.log"
+        return self.root / f"{self._rackd}.log"
 
     @property
     def rackd_hubs(self) -> Path:
         """The hubs rackd serves (one name per line): written by `lab up`."""
-        return self.root / "rackd.hubs"
+        return self.root / f"{self._rackd}.hubs"
 
     @property
     def dockerd_pid(self) -> Path:
