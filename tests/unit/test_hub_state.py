@@ -312,6 +312,23 @@ def test_dead_pdu_breaks_the_hub_with_a_reason(tmp_path: Path) -> None:
         hub.ensure_ready()
 
 
+def test_a_declared_console_that_is_silent_makes_the_hub_unhealthy(tmp_path: Path) -> None:
+    """The console is asked on its own thread beside the SSH questions; its answer still counts."""
+    hub, dev, _, _ = make(tmp_path)
+    hub.device = hub.device.model_copy(
+        update={"expect": Expectations(services=SERVICES | {Service.CONSOLE})})
+    hub.ssh.connect()
+    rep = hub.health()
+    assert rep.healthy, rep.summary()
+    assert list(rep.services) == sorted(SERVICES | {Service.CONSOLE})
+    dev.console_alive = False
+    hub.channels.drop_console()
+    rep = hub.health()
+    assert not rep.healthy
+    assert rep.silent == (Service.CONSOLE,)
+    assert "console silent" in rep.summary()
+
+
 def test_no_power_outlet_breaks_when_ssh_and_console_are_dead(tmp_path: Path) -> None:
     hub, dev, _, _ = make(tmp_path, power=False)
     dev.sshd = False
