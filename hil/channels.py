@@ -8,6 +8,7 @@ recovery strategy (hil/recovery.py), and which drivers they are is the factory's
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from hil.drivers.base import Console, ConsoleState, PowerOutlet, Shell, SshSession
@@ -30,6 +31,9 @@ class HubChannels:
         self.timeouts = timeouts
         self._console_factory = console
         self._console: Console | None = None
+        # the console is opened on first use, possibly by two threads at once (the health
+        # check asks it beside the SSH questions; a hub's console lane runs in the background)
+        self._console_lock = threading.Lock()
 
     @property
     def has_console(self) -> bool:
@@ -38,13 +42,14 @@ class HubChannels:
     @property
     def console(self) -> Console:
         """The serial console, opened on first use; DeviceUnreachable when there is none."""
-        if self._console is None:
-            if self._console_factory is None:
-                raise DeviceUnreachable(f"{self.device}: no serial console in the inventory")
-            con = self._console_factory()
-            con.open()
-            self._console = con
-        return self._console
+        with self._console_lock:
+            if self._console is None:
+                if self._console_factory is None:
+                    raise DeviceUnreachable(f"{self.device}: no serial console in the inventory")
+                con = self._console_factory()
+                con.open()
+                self._console = con
+            return self._console
 
     def console_shell(self) -> Console:
         """The console, logged in (a session left at a shell is used as it is)."""
