@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,17 @@ def hilw_env(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def gate_run(devices: list[str], workers: int, candidate: str, devices_file: Path) -> dict[str, object]:
+@dataclass(frozen=True)
+class GateRun:
+    wall: float
+    exit: int
+    decision: str
+    first: dict[str, float]
+    """Seconds from pytest's start to each hub's first test (the run's timeline)."""
+    summary: str
+
+
+def gate_run(devices: list[str], workers: int, candidate: str, devices_file: Path) -> GateRun:
     """One full gated run as ./hilw main starts it; wall time, decision and first tests."""
     wait_quiet(devices)
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,8 +77,7 @@ def gate_run(devices: list[str], workers: int, candidate: str, devices_file: Pat
         runs = [p for p in (reports / "run").glob("*") if (p / TIMELINE_JSONL).is_file()]
         first = load(runs[0]).first_test_after_start() if runs else {}
         tail = proc.stdout.strip().splitlines()[-1:] or ["(no output)"]
-        return {"wall": wall, "exit": proc.returncode, "decision": decision, "first": first,
-                "summary": tail[0]}
+        return GateRun(wall, proc.returncode, decision, first, tail[0])
 
 
 def trivial_wall(workers: int, env: dict[str, str], extra: list[str], repeat: int) -> float:
@@ -76,9 +86,8 @@ def trivial_wall(workers: int, env: dict[str, str], extra: list[str], repeat: in
     with tempfile.TemporaryDirectory() as tmp:
         test = Path(tmp) / "test_trivial.py"
         test.write_text("def test_trivial():\n    pass\n")
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra, str(test)]
-        if workers:
-            argv[3:3] = ["-n", str(workers)]
+        xdist = ["-n", str(workers)] if workers else []
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *xdist, *extra, str(test)]
         for _ in range(repeat):
             t0 = time.perf_counter()
             subprocess.run(argv, cwd=tmp, env=env, capture_output=True, timeout=300, check=True)
@@ -86,11 +95,9 @@ def trivial_wall(workers: int, env: dict[str, str], extra: list[str], repeat: in
     return statistics.median(out)
 
 
-def show_gate(label: str, run: dict[str, object]) -> None:
-    first = run["first"]
-    assert isinstance(first, dict)
-    firsts = ", ".join(f"{k} {v:.2f} s" for k, v in first.items())
-    print(f"{label:12} {run['wall']:6.1f} s  exit {run['exit']}  {run['decision']:12}  {run['summary']}")
+def show_gate(label: str, run: GateRun) -> None:
+    firsts = ", ".join(f"{k} {v:.2f} s" for k, v in run.first.items())
+    print(f"{label:12} {run.wall:6.1f} s  exit {run.exit}  {run.decision:12}  {run.summary}")
     print(f"{'':12} first test: {firsts}")
 
 
@@ -123,7 +130,7 @@ def main() -> int:
     if not args.skip_serial:
         ser = gate_run(devices, 0, args.candidate, args.devices)
         show_gate("-n 0", ser)
-        ratio = float(ser["wall"]) / float(par["wall"])  # type: ignore[arg-type]
+        ratio = ser.wall / par.wall
         print(f"ratio -n 0 / -n {n}: {ratio:.2f}x (budget >= 2.5x); -n {n} budget 90 s")
     return 0
 
